@@ -1,0 +1,5 @@
+import sys
+
+from nuwa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""`nuwa ...`: the console entry every workflow rule calls.
+
+Each command group lives next to its logic and exposes ``register(subparsers)``; this module only
+assembles them, sets up logging and turns :class:`nuwa.errors.UserError` into one line on stderr
+and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from nuwa.errors import UserError
+
+# module path -> exposes register(subparsers); each adds one top-level command (group)
+COMMANDS: list[str] = [
+]
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The options every config-driven command shares."""
+    parser.add_argument("--config", action="append", default=None, metavar="YAML",
+                        help="config file(s), merged left to right (default: config/config.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set nuwa.model.layers=4 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    from nuwa.config import REPO_ROOT, load_config
+
+    paths = args.config or [REPO_ROOT / "config" / "config.yaml"]
+    return load_config(paths, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nuwa", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for path in COMMANDS:
+        importlib.import_module(path).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

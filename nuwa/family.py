@@ -1,0 +1,64 @@
+"""Model families behind `nuwa train/generate --model nuwa|taming|maskgit`.
+
+Each family is a module-level object ``FAMILY`` implementing :class:`Family`; the registry maps the
+CLI name to it lazily, so NUWA-Infinity and the baselines share the CLI, checkpoints, training loop
+and output files and the metrics cannot tell which model made an image.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from nuwa.errors import UserError
+from nuwa.sampling import SamplingConfig
+from nuwa.trainer import Trainable
+
+REGISTRY = {
+    "nuwa": "nuwa.nuwa_family",
+    "taming": "baselines.taming",
+    "maskgit": "baselines.maskgit",
+}
+
+
+@dataclass
+class GenerationRequest:
+    """What to generate, in tokens. ``known``/``known_mask`` pin given tokens (outpainting, animation)."""
+
+    grid: tuple[int, int, int]                 # (F, h, w) token grid to produce
+    batch: int = 1
+    text: torch.Tensor | None = None           # Long[B, 77] BPE ids, or None (unconditional)
+    known: torch.Tensor | None = None          # Long[B, F, h, w] given tokens (values elsewhere ignored)
+    known_mask: torch.Tensor | None = None     # Bool[F, h, w] True where ``known`` is given
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    generator: torch.Generator | None = None
+    progress: bool = True
+
+
+class Family(Protocol):
+    kind: str  # checkpoint kind
+
+    def build(self, cfg: dict) -> nn.Module:
+        """A fresh model from the full config (the family reads its own section)."""
+
+    def model_config(self, module: nn.Module) -> dict:
+        """Everything needed to rebuild ``module``; stored in the checkpoint."""
+
+    def from_config(self, model_config: dict) -> nn.Module:
+        """Rebuild a model from :meth:`model_config` output (weights loaded by the caller)."""
+
+    def trainable(self, module: nn.Module, cfg: dict) -> Trainable:
+        """Training recipe; batches are {"tokens": Long[B, F, h, w], "text": Long[B, 77]}."""
+
+    def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
+        """Long[B, F, h, w]; never changes tokens where ``known_mask`` is True.
+        Raises UserError for what the method cannot do (e.g. Taming extending left/up)."""
+
+
+def get(name: str) -> Family:
+    if name not in REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name]).FAMILY

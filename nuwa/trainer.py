@@ -1,0 +1,294 @@
+"""One training loop for every transformer in the suite (NUWA-Infinity, Taming, MaskGIT, proxies).
+
+What a model family supplies is a :class:`Trainable`: how one batch turns into one or more
+optimizer steps (``training_step``) and a validation loss. The loop owns the rest: AdamW with
+linear warm-up and cosine decay, bf16 autocast on GPU, DistributedDataParallel under torchrun
+(world size 1 on CPU, same code path), a deterministic resumable data order, periodic
+checkpoints with RNG state (exact resume after a kill), a per-epoch validation CSV and progress
+bars.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from nuwa import checkpoint as ckpt_io
+from nuwa.io import write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200  # optimizer steps between resume checkpoints
+    num_workers: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+
+
+class Stepper:
+    """Backward + clip + optimizer/scheduler step; a Trainable calls it once per loss to optimize."""
+
+    def __init__(self, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, grad_clip: float, autocast: Callable[[], Any]):
+        self.params, self.optimizer, self.scheduler = params, optimizer, scheduler
+        self.grad_clip, self.autocast = grad_clip, autocast
+        self.steps = 0
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
+
+
+class Trainable(Protocol):
+    """A model family's training recipe. ``net`` is the (possibly DDP-wrapped) module to call."""
+
+    module: nn.Module
+
+    def steps_per_batch(self) -> int:
+        """Optimizer steps one batch makes (1, or the patch count for NUWA-Infinity's patch loss)."""
+
+    def training_step(self, net: nn.Module, batch: Any, step: Stepper) -> float:
+        """Run the batch, call ``step(loss)`` one or more times, return the mean loss."""
+
+    def validation_loss(self, net: nn.Module, batch: Any) -> float:
+        """Mean loss of one batch, no gradients."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when launched by torchrun; otherwise world size 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles with a generator seeded by (seed, epoch), shards by rank, and can skip a prefix."""
+
+    def __init__(self, n: int, seed: int, rank: int, world: int, shuffle: bool = True):
+        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0, batch_size: int = 1) -> None:
+        self.epoch, self.start = epoch, start_batch * batch_size
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = self.n // self.world  # drop the tail so every rank runs the same number of steps
+        return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.start:])
+
+    def __len__(self) -> int:
+        return len(self.indices()) - self.start
+
+
+def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _autocast_factory(device: torch.device, precision: str) -> Callable[[], Any]:
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume")
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buf.getvalue())
+
+
+def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: TrainConfig, *,
+        out: str | Path, kind: str, model_config: dict, seed: int = 0,
+        collate: Callable | None = None, history_csv: str | Path | None = None,
+        resume: bool = True, stop_after: int | None = None, desc: str = "train") -> Path:
+    """Train ``trainable`` and write the final checkpoint to ``out`` (atomically).
+
+    A resume checkpoint ``<out>.resume`` is kept every ``checkpoint_every`` optimizer steps and at
+    each epoch end; a rerun picks it up and continues the same run bit for bit (same data order,
+    same RNG). ``stop_after`` ends the run after that many optimizer steps, leaving only the
+    resume checkpoint behind (this is what an interrupted run looks like).
+    """
+    out = Path(out)
+    info, device = init_distributed()
+    module = trainable.module.to(device)
+    net: nn.Module = module
+    if info.world > 1:
+        net = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    ckpt_io.seed_everything(seed + info.rank)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    sampler = EpochSampler(len(train_set), seed, info.rank, info.world)
+    batches_per_epoch = max(1, len(sampler.indices()) // cfg.batch_size)
+    total = cfg.epochs * batches_per_epoch * trainable.steps_per_batch()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, max(1, int(cfg.warmup_ratio * total))))
+    step = Stepper(params, optimizer, scheduler, cfg.grad_clip, _autocast_factory(device, cfg.precision))
+
+    epoch, batch_idx, history = 0, 0, []
+    rpath = resume_path(out)
+    if resume and rpath.is_file():
+        state = ckpt_io.load(rpath, kind)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        epoch, batch_idx, step.steps, history = state["epoch"], state["batch"], state["steps"], state["history"]
+        ckpt_io.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        log.info("resuming %s from %s (epoch %d, batch %d, step %d)", desc, rpath, epoch, batch_idx, step.steps)
+
+    def save_resume() -> None:
+        rngs = [ckpt_io.rng_state()]
+        if info.world > 1:
+            gathered: list[Any] = [None] * info.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if info.main:
+            ckpt_io.save(rpath, kind=kind, config=model_config, model=module.state_dict(),
+                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                         epoch=epoch, batch=batch_idx, steps=step.steps, history=history, rng=rngs,
+                         train_config=asdict(cfg), seed=seed)
+
+    last_saved = step.steps
+    while epoch < cfg.epochs:
+        sampler.set_epoch(epoch, batch_idx, cfg.batch_size)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                            num_workers=cfg.num_workers, collate_fn=collate)
+        module.train()
+        t0, losses = time.time(), []
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not info.main,
+                   initial=batch_idx, total=batches_per_epoch, leave=False)
+        for batch in bar:
+            batch = _to(batch, device)
+            loss = trainable.training_step(net, batch, step)
+            losses.append(loss)
+            batch_idx += 1
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if stop_after is not None and step.steps >= stop_after:
+                save_resume()
+                log.info("stopped after %d optimizer steps; rerun to resume", step.steps)
+                return rpath
+            if step.steps - last_saved >= cfg.checkpoint_every:
+                save_resume()
+                last_saved = step.steps
+        val = evaluate(trainable, net, val_set, cfg, device, collate) if val_set is not None else float("nan")
+        history.append({"epoch": epoch + 1, "step": step.steps,
+                        "train_loss": sum(losses) / max(1, len(losses)) if losses else float("nan"),
+                        "val_loss": val, "seconds": round(time.time() - t0, 3)})
+        log.info("%s epoch %d: train %.4f val %.4f", desc, epoch + 1, history[-1]["train_loss"], val)
+        epoch, batch_idx = epoch + 1, 0
+        save_resume()
+        last_saved = step.steps
+        if info.main and history_csv is not None:
+            write_history(Path(history_csv), history)
+
+    if info.main:
+        ckpt_io.save(out, kind=kind, config=model_config, model=module.state_dict(), history=history,
+                     train_config=asdict(cfg), seed=seed, steps=step.steps)
+        rpath.unlink(missing_ok=True)
+    if info.world > 1:
+        dist.barrier()
+    return out
+
+
+@torch.no_grad()
+def evaluate(trainable: Trainable, net: nn.Module, data: Dataset, cfg: TrainConfig,
+             device: torch.device, collate: Callable | None = None) -> float:
+    """Mean validation loss over ``data`` (deterministic order, full batches and the tail)."""
+    trainable.module.eval()
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = _to(batch, device)
+        n = _batch_len(batch)
+        total += trainable.validation_loss(net, batch) * n
+        count += n
+    trainable.module.train()
+    return total / max(1, count)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        return _batch_len(next(iter(batch.values())))
+    if isinstance(batch, (list, tuple)):
+        return _batch_len(batch[0])
+    return 1

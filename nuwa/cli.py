@@ -15,6 +15,13 @@ from nuwa.errors import UserError
 
 # module path -> exposes register(subparsers); each adds one top-level command (group)
 COMMANDS: list[str] = [
+    "nuwa.tokenizer.cli",
+    "nuwa.train",
+    "nuwa.generate",
+    "metrics.cli",
+    "nuwa.report.cli",
+    "nuwa.config_cli",
+    "nuwa.bench",
 ]
 
 

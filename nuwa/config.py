@@ -133,7 +133,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise UserError(f"bad config value at {where}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UserError(f"bad config value at {where}: expected a number, got {value!r}")
         return float(value)
     if tp is bool and not isinstance(value, bool):
         raise UserError(f"bad config value at {where}: expected true/false, got {value!r}")

@@ -169,13 +169,15 @@ def write_history(path: Path, history: list[dict]) -> None:
 def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: TrainConfig, *,
         out: str | Path, kind: str, model_config: dict, seed: int = 0,
         collate: Callable | None = None, history_csv: str | Path | None = None,
-        resume: bool = True, stop_after: int | None = None, desc: str = "train") -> Path:
+        resume: bool = True, stop_after: int | None = None, desc: str = "train",
+        extra: dict[str, Any] | None = None) -> Path:
     """Train ``trainable`` and write the final checkpoint to ``out`` (atomically).
 
     A resume checkpoint ``<out>.resume`` is kept every ``checkpoint_every`` optimizer steps and at
     each epoch end; a rerun picks it up and continues the same run bit for bit (same data order,
     same RNG). ``stop_after`` ends the run after that many optimizer steps, leaving only the
-    resume checkpoint behind (this is what an interrupted run looks like).
+    resume checkpoint behind (this is what an interrupted run looks like). ``extra`` entries are
+    stored in the final checkpoint beside the model (e.g. what the training data looked like).
     """
     out = Path(out)
     info, device = init_distributed()
@@ -220,7 +222,8 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
     while epoch < cfg.epochs:
         sampler.set_epoch(epoch, batch_idx, cfg.batch_size)
         loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=cfg.num_workers, collate_fn=collate)
+                            num_workers=cfg.num_workers, collate_fn=collate,
+                            generator=torch.Generator().manual_seed(seed + epoch))  # keeps the global RNG untouched
         module.train()
         t0, losses = time.time(), []
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not info.main,
@@ -251,7 +254,7 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
 
     if info.main:
         ckpt_io.save(out, kind=kind, config=model_config, model=module.state_dict(), history=history,
-                     train_config=asdict(cfg), seed=seed, steps=step.steps)
+                     train_config=asdict(cfg), seed=seed, steps=step.steps, **(extra or {}))
         rpath.unlink(missing_ok=True)
     if info.world > 1:
         dist.barrier()
@@ -263,7 +266,8 @@ def evaluate(trainable: Trainable, net: nn.Module, data: Dataset, cfg: TrainConf
              device: torch.device, collate: Callable | None = None) -> float:
     """Mean validation loss over ``data`` (deterministic order, full batches and the tail)."""
     trainable.module.eval()
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate,
+                        generator=torch.Generator())  # keeps the global RNG untouched
     total, count = 0.0, 0
     for batch in loader:
         batch = _to(batch, device)

@@ -1,0 +1,35 @@
+"""CLIP-SIM: raw cosine similarity between the normalised image and caption embeddings (not x100),
+mean over samples. A non-square image scores the mean over its square crops (see metrics/clip.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metrics.backbones import Backbone, extract
+from metrics.clip import square_crops
+from metrics.io import read_image
+from metrics.stats import bootstrap
+
+
+def similarities(backbone: Backbone, files: list[Path], captions: list[str], batch_size: int = 32) -> np.ndarray:
+    """Per-sample CLIP similarity [N] (mean over the square crops of each image)."""
+    counts = [len(square_crops(read_image(f))) for f in files]
+    crops = (c for f in files for c in square_crops(read_image(f)))
+    image = extract(backbone, crops, sum(counts), batch_size=batch_size, desc="clip images")
+    text = np.concatenate([backbone.embed_texts(captions[i:i + batch_size]).double().numpy()
+                           for i in range(0, len(captions), batch_size)])
+    owner = np.repeat(np.arange(len(files)), counts)
+    cos = np.einsum("nd,nd->n", image, text[owner])
+    return np.bincount(owner, weights=cos) / np.asarray(counts)
+
+
+def clip_sim(sims: np.ndarray, *, resamples: int, seed: int, ci: float) -> dict:
+    result = bootstrap(lambda idx: float(sims[idx].mean()), sims.shape[0], resamples=resamples, seed=seed, ci=ci, desc="clip_sim")
+    return {"metric": "clip_sim", **result}
+
+
+def shuffled(captions: list[str], seed: int) -> list[str]:
+    """Captions in a seeded random order (the mismatched pairs of the proxy check)."""
+    order = np.random.default_rng(seed).permutation(len(captions))
+    return [captions[i] for i in order]

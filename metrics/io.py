@@ -1,0 +1,115 @@
+"""Reading what the metrics score: image folders (recursively), videos (files or frame folders), captions.
+
+Images come back as uint8 tensors [3, H, W]; videos as uint8 tensors [T, 3, H, W]. Every unreadable
+or missing input is a one-line UserError.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from nuwa.errors import UserError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".webm")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """All images under ``folder`` (recursively), sorted by relative path."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root} (pass a folder of images, e.g. OUT/images of `nuwa generate`)")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {root}")
+    return files
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """uint8 [3, H, W] (RGB)."""
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UserError(f"corrupt or unreadable image {path} ({exc}); re-create or delete it") from exc
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def list_videos(folder: str | Path) -> list[Path]:
+    """Videos under ``folder``: video files, or leaf folders of frame images (one clip each), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"video folder not found: {root} (pass OUT/videos of `nuwa generate` or DATA/split/clips)")
+    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
+    frame_dirs = {p.parent for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS}
+    # a generated sample has both OUT/videos/000000/ (frames) and OUT/videos/000000.gif: keep the frames
+    files = [f for f in files if f.with_suffix("") not in frame_dirs]
+    videos = sorted(files + list(frame_dirs))
+    if not videos:
+        raise UserError(f"no videos (files {', '.join(VIDEO_EXTS)} or folders of frames) found under {root}")
+    return videos
+
+
+def read_video(path: str | Path, frames: int | None = None) -> torch.Tensor:
+    """uint8 [T, 3, H, W]; ``frames`` keeps the first ``frames`` frames (fewer is an error)."""
+    p = Path(path)
+    if p.is_dir():
+        names = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        video = torch.stack([read_image(f) for f in names[:frames]]) if names else None
+    else:
+        import imageio.v3 as iio
+        try:
+            arr = iio.imread(p, index=None)
+        except Exception as exc:
+            raise UserError(f"corrupt or unreadable video {p} ({type(exc).__name__}); re-create or delete it") from exc
+        arr = arr[..., :3] if arr.ndim == 4 else np.repeat(arr[..., None], 3, axis=-1)
+        video = torch.from_numpy(np.ascontiguousarray(arr[:frames])).permute(0, 3, 1, 2)
+    if video is None or (frames is not None and video.shape[0] < frames):
+        have = 0 if video is None else video.shape[0]
+        raise UserError(f"video {p} has {have} frames, {frames} needed (lower metrics.fvd_frames or render longer clips)")
+    return video
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Rows of a JSONL file (captions.jsonl of a dataset split or samples.jsonl of `nuwa generate`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"caption file not found: {p} (expected captions.jsonl or samples.jsonl with 'file' and 'caption')")
+    rows = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}:{i} is not valid JSON ({exc.msg}); fix or re-create the file") from exc
+        if not isinstance(row, dict) or "file" not in row:
+            raise UserError(f"{p}:{i} has no 'file' field; each line must be an object with 'file' and 'caption'")
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{p} holds no rows")
+    return rows
+
+
+def resolve(root: Path, name: str, subdirs: tuple[str, ...] = ("", "images", "clips", "videos")) -> Path:
+    """The sample ``name`` of a records file, relative to ``root`` or one of its sample folders."""
+    for sub in subdirs:
+        p = root / sub / name
+        if p.exists():
+            return p
+    raise UserError(f"sample {name!r} listed in {root} not found there (nor under {', '.join(s for s in subdirs if s)}/)")
+
+
+def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
+    """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl."""
+    root = Path(folder)
+    if captions is None:
+        found = [root / n for n in ("samples.jsonl", "captions.jsonl") if (root / n).is_file()]
+        if not found:
+            raise UserError(f"no samples.jsonl or captions.jsonl in {root}; pass --captions FILE")
+        captions = found[0]
+    return [(resolve(root, row["file"]), row) for row in read_records(captions)]

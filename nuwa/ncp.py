@@ -1,0 +1,148 @@
+"""Nearby Context Pool (paper 3.2): select / add / remove over per-layer patch caches.
+
+Patches are identified by their rank in the generation order; ``coords[b, n]`` is where sample
+b's n-th patch lies (training draws an order per sample, so the same rank can sit at different
+places). ``select(n)`` returns the caches of earlier patches with |dr| <= e_h, |dc| <= e_w and
+0 <= df <= e_f for any sample (the attention mask re-checks the extent per sample), ``add`` stores
+a finished patch's cache and ``remove(n)`` drops every cache no patch after n can select, using
+each patch's last use precomputed from the known order. Memory is bounded by the extent: in
+omega order over H patch rows at most (e_w + 1) * H caches are alive.
+
+A cache is the per-layer keys and values of the patch's M token positions (equivalent to caching
+the layer inputs a_n of Eq. 12, because ADC.emb is applied after the projection). In the
+"w/o caches" mode (Table 6) it is only the first-layer input (the token embeddings), which every
+layer projects itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from itertools import product
+
+import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Positions:
+    """Where each sequence position sits, all [B, S]: patch rank and grid coordinates, the patch's
+    writing order, the stream (0: clean tokens, the cache; 1: masked queries of NAR/P-NAR), the
+    index inside the patch sequence (0 = start query, 1..M tokens in writing order), the spatial
+    token position inside the patch (M for the start query) and whether the position is real."""
+
+    rank: torch.Tensor
+    f: torch.Tensor
+    r: torch.Tensor
+    c: torch.Tensor
+    order: torch.Tensor
+    stream: torch.Tensor
+    idx: torch.Tensor
+    tpos: torch.Tensor
+    valid: torch.Tensor
+
+    def __getitem__(self, index: slice | torch.Tensor) -> Positions:
+        return Positions(*(getattr(self, k.name)[:, index] for k in fields(self)))
+
+    def repeat(self, times: int) -> Positions:
+        return Positions(*(getattr(self, k.name).repeat(times, 1) for k in fields(self)))
+
+    @staticmethod
+    def cat(parts: list[Positions]) -> Positions:
+        return Positions(*(torch.cat([getattr(p, k.name) for p in parts], 1) for k in fields(Positions)))
+
+
+@dataclass
+class Memory:
+    """Keys the new positions attend to besides themselves: projected per-layer K/V (``kv``), or
+    first-layer inputs each layer projects (``emb``), or both (emb first, then kv)."""
+
+    emb_pos: Positions | None = None
+    emb: torch.Tensor | None = None   # [B, S_e, d]
+    kv_pos: Positions | None = None
+    kv: KV | None = None              # per layer ([B, h, S_k, dh], [B, h, S_k, dh])
+
+    def positions(self) -> Positions | None:
+        parts = [p for p in (self.emb_pos, self.kv_pos) if p is not None]
+        return Positions.cat(parts) if parts else None
+
+    def extend(self, pos: Positions, kv: KV) -> Memory:
+        """This memory plus more projected positions (the AR decoder's own prefix)."""
+        if self.kv is None:
+            return Memory(self.emb_pos, self.emb, pos, kv)
+        merged = [(torch.cat([k0, k1], 2), torch.cat([v0, v1], 2)) for (k0, v0), (k1, v1) in zip(self.kv, kv)]
+        return Memory(self.emb_pos, self.emb, Positions.cat([self.kv_pos, pos]), merged)
+
+    def detach(self) -> Memory:
+        kv = None if self.kv is None else [(k.detach(), v.detach()) for k, v in self.kv]
+        return Memory(self.emb_pos, None if self.emb is None else self.emb.detach(), self.kv_pos, kv)
+
+    def nbytes(self) -> int:
+        tensors = ([self.emb] if self.emb is not None else []) + [t for kv in self.kv or [] for t in kv]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def merge(parts: list[Memory]) -> Memory | None:
+    """Concatenate memories along the sequence (their emb parts and their kv parts)."""
+    if not parts:
+        return None
+    first = parts[0]
+    emb_pos = emb = kv_pos = kv = None
+    if first.emb is not None:
+        emb_pos, emb = Positions.cat([p.emb_pos for p in parts]), torch.cat([p.emb for p in parts], 1)
+    if first.kv is not None:
+        kv_pos = Positions.cat([p.kv_pos for p in parts])
+        kv = [(torch.cat([p.kv[i][0] for p in parts], 2), torch.cat([p.kv[i][1] for p in parts], 2))
+              for i in range(len(first.kv))]
+    return Memory(emb_pos, emb, kv_pos, kv)
+
+
+def neighbours(coords: torch.Tensor, extent: tuple[int, int, int]) -> list[list[int]]:
+    """For every rank n, the earlier ranks inside the extent of n for at least one sample.
+
+    coords: Long[B, N, 3] (f, r, c) of each sample's n-th patch."""
+    ew, eh, ef = extent
+    n_patches = coords.shape[1]
+    found: list[set[int]] = [set() for _ in range(n_patches)]
+    for layout in torch.unique(coords, dim=0).tolist():
+        rank = {tuple(p): n for n, p in enumerate(layout)}
+        box = list(product(range(ef + 1), range(-eh, eh + 1), range(-ew, ew + 1)))
+        for n, (f, r, c) in enumerate(layout):
+            for df, dr, dc in box:
+                m = rank.get((f - df, r + dr, c + dc))
+                if m is not None and m < n:
+                    found[n].add(m)
+    return [sorted(s) for s in found]
+
+
+class NCP:
+    """The pool for one generation (or one training pass) over a known patch order."""
+
+    def __init__(self, coords: torch.Tensor, extent: tuple[int, int, int]):
+        self.selects = neighbours(coords, extent)
+        self.last_use = [-1] * coords.shape[1]
+        for n, chosen in enumerate(self.selects):
+            for m in chosen:
+                self.last_use[m] = max(self.last_use[m], n)
+        self.pool: dict[int, Memory] = {}
+        self.peak, self.peak_bytes = 0, 0
+
+    def select(self, n: int) -> Memory | None:
+        """NCP.Select (Eq. 5): the context caches of the n-th patch."""
+        missing = [m for m in self.selects[n] if m not in self.pool]
+        if missing:
+            raise RuntimeError(f"patch {n} needs the caches of patches {missing}, which were never added")
+        return merge([self.pool[m] for m in self.selects[n]])
+
+    def add(self, n: int, cache: Memory) -> None:
+        """NCP.Add (Eq. 4)."""
+        self.pool[n] = cache
+        self.peak = max(self.peak, len(self.pool))
+        self.peak_bytes = max(self.peak_bytes, sum(c.nbytes() for c in self.pool.values()))
+
+    def remove(self, n: int) -> None:
+        """NCP.Remove: after patch n, drop every cache no later patch selects."""
+        for m in [m for m in self.pool if self.last_use[m] <= n]:
+            del self.pool[m]
+
+    def __len__(self) -> int:
+        return len(self.pool)

@@ -1,0 +1,1 @@
+"""Reports: the experiment plan, tables, figures, claims and provenance of the reproduction."""

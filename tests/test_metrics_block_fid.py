@@ -1,0 +1,96 @@
+"""Block-FID: blocks of k identical real blocks give the FID of those blocks; regions and masks; bad sizes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from metrics.block_fid import REGIONS, blocks, mask_box
+from metrics.config import MetricsConfig
+from metrics.proxies import build_classifier, classifier_config
+from nuwa import checkpoint
+from nuwa.cli import main
+from nuwa.errors import UserError
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory) -> Path:
+    """A randomly initialised proxy image backbone (fast; the metric code does not care)."""
+    torch.manual_seed(0)
+    cfg = classifier_config("image", MetricsConfig(), {"sky": ["a", "b", "c"]})
+    cfg.update(size=SIZE, channels=[8, 16], dim=8)
+    path = tmp_path_factory.mktemp("proxy") / "image.pt"
+    checkpoint.save(path, kind="proxy_image", config=cfg, model=build_classifier(cfg).state_dict())
+    return path
+
+
+def arrays(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 255, size=3) + rng.normal(0, 30, size=(SIZE, SIZE, 3))).clip(0, 255).astype(np.uint8)
+            for _ in range(n)]
+
+
+def save(folder: Path, images: list[np.ndarray]) -> Path:
+    folder.mkdir(parents=True)
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def score(command: str, real: Path, fake: Path, proxy: Path, out: Path, *extra: str) -> dict:
+    assert main(["eval", command, "--real", str(real), "--fake", str(fake), "--backbone", str(proxy),
+                 "--set", "metrics.bootstrap=0", "--set", "metrics.cache=false", "--set", f"metrics.block={SIZE}",
+                 "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_block_fid_of_repeated_real_blocks_equals_their_fid(proxy, tmp_path):
+    real, tiles = save(tmp_path / "real", arrays(20, 0)), arrays(20, 1)
+    k = 4
+    wide = save(tmp_path / "wide", [np.concatenate([t] * k, axis=1) for t in tiles])
+    plain = score("fid", real, save(tmp_path / "tiles", tiles), proxy, tmp_path / "fid.json")
+    block = score("block-fid", real, wide, proxy, tmp_path / "block.json")
+    assert block["positions"] == k and block["value"] > 0
+    assert block["value"] == pytest.approx(plain["value"], rel=1e-9)
+    pooled = score("block-fid", real, wide, proxy, tmp_path / "pooled.json", "--pooled")
+    # pooled: the same blocks k times over -> same mean, covariance scaled by k(N-1)/(kN-1), so close but not equal
+    assert pooled["pooled"] and pooled["value"] == pytest.approx(plain["value"], rel=0.2)
+
+
+def test_region_scores_only_the_extended_half(proxy, tmp_path):
+    real_imgs, gen = arrays(20, 2), arrays(20, 3)
+    # generated images whose right half is copied from real test images: the right half scores like real data
+    mixed = [np.concatenate([g[:, : SIZE // 2], r[:, SIZE // 2:]], axis=1) for g, r in zip(gen, real_imgs)]
+    real, fake = save(tmp_path / "real", real_imgs), save(tmp_path / "fake", mixed)
+    right = score("block-fid", real, fake, proxy, tmp_path / "r.json", "--region", "right-half")
+    left = score("block-fid", real, fake, proxy, tmp_path / "l.json", "--region", "left-half")
+    assert abs(right["value"]) < 1e-6 < left["value"]
+    masks = torch.zeros(20, 4, 4, dtype=torch.bool)
+    masks[:, :, 2:] = True
+    torch.save(masks, tmp_path / "masks.pt")
+    assert mask_box(tmp_path / "masks.pt") == REGIONS["right-half"]
+    by_mask = score("block-fid", real, fake, proxy, tmp_path / "m.json", "--masks", str(tmp_path / "masks.pt"))
+    assert by_mask["value"] == pytest.approx(right["value"], abs=1e-9)
+
+
+def test_blocks_cut_row_major_and_reject_partial_blocks():
+    image = torch.arange(2 * 3 * 4, dtype=torch.uint8).view(1, 2 * 2, 3 * 2).expand(3, -1, -1)
+    parts = blocks(image, REGIONS["all"], 2)
+    assert len(parts) == 6 and torch.equal(parts[1], image[:, 0:2, 2:4]) and torch.equal(parts[3], image[:, 2:4, 0:2])
+    with pytest.raises(UserError, match="whole number"):
+        blocks(torch.zeros(3, 4, 5, dtype=torch.uint8), REGIONS["all"], 2)
+
+
+def test_masks_with_different_regions_are_rejected(tmp_path):
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, :, 2:] = True
+    masks[1, 2:, :] = True
+    torch.save(masks, tmp_path / "masks.pt")
+    with pytest.raises(UserError, match="different regions"):
+        mask_box(tmp_path / "masks.pt")

@@ -1,0 +1,73 @@
+"""The config schema, `nuwa config check` and the experiments plan."""
+from __future__ import annotations
+
+
+import pytest
+
+from nuwa.cli import main
+from nuwa.config import REPO_ROOT, load_config
+from nuwa.config_cli import check_all
+from nuwa.errors import UserError
+from nuwa.report.plan import TABLES, Plan
+
+CONFIG = REPO_ROOT / "config" / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    return load_config([CONFIG])
+
+
+@pytest.mark.parametrize("override, where", [
+    ("experiments.wide=1", "experiments.wide"),
+    ("nuwa.model.pos_feed=middle", "nuwa.model.pos_feed"),
+    ("experiments.runs.post.task=t3i", "experiments.runs.post.task"),
+    ("launcher=mpirun", "launcher"),
+    ("experiments.base=['layers=3']", "experiments.base.0"),
+])
+def test_schema_rejects_bad_value_naming_the_key(override, where):
+    with pytest.raises(UserError, match=rf"bad config value at {where}: .*fix it"):
+        load_config([CONFIG], [override])
+
+
+def test_config_check_cli(capsys):
+    assert main(["config", "check"]) == 0
+    assert "config ok" in capsys.readouterr().out
+    assert main(["config", "check", "--set", "experiments.runs.post.set=['nuwa.model.layers=0']"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: experiments run 'post'") and "\n" not in err
+
+
+def test_paper_config_passes_every_check():
+    check_all(load_config([CONFIG, REPO_ROOT / "config" / "paper.yaml"]))
+
+
+def test_runs_apply_task_base_and_own_overrides_in_order(cfg):
+    plan = Plan(cfg)
+    post = plan.runs["post"]
+    assert post.world == "lhqc" and post.model == "nuwa"
+    assert post.overrides == (*cfg["experiments"]["tasks"]["t2i"]["set"], *cfg["experiments"]["base"],
+                              "nuwa.model.pos_feed=post")
+    assert plan.model_settings(post)["model"]["pos_feed"] == "post"
+    assert plan.model_settings(plan.runs["main"])["model"]["layers"] > plan.model_settings(post)["model"]["layers"]
+
+
+def test_sweep_point_equal_to_a_run_reuses_it(cfg):
+    plan = Plan(cfg)
+    base = plan.model_settings(plan.runs["base"])["model"]
+    values = cfg["experiments"]["sweeps"]["figure16"]["values"]
+    runs = plan.sweeps["figure16"]
+    assert len(runs) == len(values) and len(set(runs)) == len(values)
+    for run, value in zip(runs, values):
+        assert (run == "base") == (value == base["patch"])
+        assert plan.model_settings(plan.runs[run])["model"]["patch"] == value
+
+
+def test_every_table_cell_names_a_run_and_a_file(cfg):
+    plan = Plan(cfg)
+    for name in TABLES:
+        files = plan.table_inputs(name)
+        assert files and all(str(f).startswith(cfg["workdir"]) for f in files)
+    assert all(p.name == "block-fid.json" for p in plan.table_inputs("table5"))
+    assert {p.parent.parent.name for p in plan.table_inputs("table4")} >= {"outpaint_up_notext", "outpaint_right"}
+    assert not any("taming/outpaint_left" in str(p) for p in plan.table_inputs("table4"))  # the paper's N/A

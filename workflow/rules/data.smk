@@ -1,0 +1,19 @@
+# Datasets: the procedural worlds (embedded default) or real folders imported into the same layout.
+
+
+rule render:
+    conda:
+        ENV
+    input:
+        config_files("data"),
+    output:
+        directory(f"{W}/data/{{world}}"),
+    log:
+        log("data/{world}"),
+    benchmark:
+        bench("data/{world}")
+    params:
+        py=PY,
+        config=config_args("data"),
+    shell:
+        "{params.py} -m nuwa data render {wildcards.world} --out {output} {params.config} > {log} 2>&1"

@@ -1,0 +1,58 @@
+# Metrics: proxy backbones (embedded default), one metric JSON per (run, sample set, seed, metric), the NCP benchmark.
+
+
+rule proxy_backbone:
+    conda:
+        ENV
+    input:
+        config_files("metrics"),
+        data=lambda wc: PLAN.data(PLAN.exp["tasks"][BACKBONE_TASK[wc.kind]]["world"]),
+    output:
+        f"{W}/proxies/{{kind}}.pt",
+    log:
+        log("proxies/{kind}"),
+    benchmark:
+        bench("proxies/{kind}")
+    params:
+        py=PY,
+        config=config_args("metrics"),
+    shell:
+        "{params.py} -m nuwa eval train-backbone {wildcards.kind} --data {input.data} --out {output} {params.config} > {log} 2>&1"
+
+
+rule metric:
+    conda:
+        ENV
+    input:
+        unpack(metric_inputs),
+        config_files("metrics"),
+    output:
+        f"{W}/metrics/{{run}}/{{sset}}/{{seed}}/{{metric}}.json",
+    log:
+        log("metrics/{run}-{sset}-{seed}-{metric}"),
+    benchmark:
+        bench("metrics/{run}-{sset}-{seed}-{metric}")
+    params:
+        py=PY,
+        args=metric_args,
+        config=config_args("metrics"),
+    shell:
+        "{params.py} -m nuwa eval {wildcards.metric} {params.args} --json {output} {params.config} > {log} 2>&1"
+
+
+rule ncp_scaling:
+    conda:
+        ENV
+    input:
+        config_files("nuwa"),
+    output:
+        f"{W}/bench/ncp_scaling.json",
+    log:
+        log("bench/ncp_scaling"),
+    benchmark:
+        bench("bench/ncp_scaling")
+    params:
+        py=PY,
+        config=config_args("nuwa"),
+    shell:
+        "{params.py} -m nuwa bench ncp-scaling --json {output} {params.config} > {log} 2>&1"

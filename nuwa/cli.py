@@ -15,6 +15,7 @@ from nuwa.errors import UserError
 
 # module path -> exposes register(subparsers); each adds one top-level command (group)
 COMMANDS: list[str] = [
+    "nuwa.data.cli",
     "nuwa.tokenizer.cli",
     "nuwa.train",
     "nuwa.generate",

@@ -76,20 +76,20 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(),
                                  nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim))
 
-    def forward(self, x: torch.Tensor, memory: Memory | None, layer: int, rel: RelativePosition, allowed: torch.Tensor, offset: torch.Tensor, tpos: torch.Tensor,
-                text: TextState | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, memory: Memory | None, layer: int, rel: RelativePosition,
+                allowed: torch.Tensor, offset: torch.Tensor, tpos: torch.Tensor, text: TextState | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         h = self.norm1(x)
         q = self.attn.split(self.attn.q(h))
         k_new, v_new = self.attn.keys_values(h)
-        keys, values = [], []
+        pairs = []
         if memory is not None and memory.emb is not None:  # w/o caches: project the context's layer-0 input
-            k, v = self.attn.keys_values(self.norm1(memory.emb))
-            keys.append(k), values.append(v)
+            pairs.append(self.attn.keys_values(self.norm1(memory.emb)))
         if memory is not None and memory.kv is not None:
-            keys.append(memory.kv[layer][0]), values.append(memory.kv[layer][1])
-        keys.append(k_new), values.append(v_new)
+            pairs.append(memory.kv[layer])
+        pairs.append((k_new, v_new))
         mask = rel.bias(q, offset, tpos).to(q.dtype).masked_fill(~allowed[:, None], float("-inf"))
-        x = x + self.attn.attend(q, torch.cat(keys, 2), torch.cat(values, 2), mask)
+        keys, values = (torch.cat(t, 2) for t in zip(*pairs))
+        x = x + self.attn.attend(q, keys, values, mask)
         if self.cross is not None and text is not None:
             k, v = text.kv[layer]
             cq = self.cross.split(self.cross.q(self.norm2(x)))

@@ -8,8 +8,8 @@
   to ``fps`` (nearest frame in time) and cut into clips of ``frames`` frames; PeppaPig needs captions.
 
 Captions files: ``.jsonl`` lines ``{"file": NAME, "caption": TEXT[, "split": "train"|"test"]}`` or
-``.tsv`` lines ``NAME<TAB>TEXT[<TAB>SPLIT]``; NAME is the path relative to ``root`` or the bare file
-name. Without a split column the test split is ``n_test`` items drawn with the seed.
+``.tsv`` lines ``NAME<TAB>TEXT[<TAB>SPLIT]``; NAME is the path relative to ``root``, the bare file
+name, or the file name without its extension. Without a split column the test split is ``n_test`` items drawn with the seed.
 Unreadable or unsupported files (and files without a caption) are skipped and counted in the log
 and in meta.json; a missing captions file, a video shorter than one clip, a bad value or an
 unreadable single RQF image stop the import with one line, and nothing is written.
@@ -86,12 +86,14 @@ def read_captions(path: str, world: str) -> dict[str, dict]:
 def caption_of(name: str, captions: dict[str, dict] | None) -> dict | None:
     if captions is None:
         return {"caption": "", "split": None}
-    return captions.get(name) or captions.get(Path(name).name)
+    return captions.get(name) or captions.get(Path(name).name) or captions.get(Path(name).stem)
 
 
 def split_items(names: list[str], captions: dict | None, n_test: int, seed: int, where: str) -> dict[str, list[str]]:
     """Train/test lists: the captions' split column, or ``n_test`` names drawn with ``seed``."""
     named = [n for n in names if caption_of(n, captions) is not None]
+    if len(named) < len(names):
+        log.warning("%s: skipped %d inputs without a caption", where, len(names) - len(named))
     if not named:
         raise UserError(f"no usable inputs in {where} (none has a supported type and a caption); check the path")
     marked = {n: caption_of(n, captions)["split"] for n in named}
@@ -222,10 +224,11 @@ def resample(frames: Iterator[np.ndarray], src_fps: float, fps: float, n: int, c
     """
     wanted = [int(round(k / fps * src_fps)) for k in range(n * clips)]
     picked: dict[int, np.ndarray] = {}
+    targets = set(wanted)
     seen = 0
     for i, frame in enumerate(frames):
         seen = i + 1
-        if i in wanted:
+        if i in targets:
             picked[i] = frame
         if i >= wanted[-1]:
             break

@@ -27,8 +27,8 @@ class LHQCConfig:
     source: Source = "procedural"
     width: int = 64
     height: int = 64
-    n_train: int = 2000           # procedural: scenes rendered per split
-    n_test: int = 256             # folder: test images when the captions file has no "split"
+    n_train: int = 2000           # procedural: training scenes
+    n_test: int = 256             # test scenes; folder: test images drawn when the captions have no "split"
     wide_factor: int = 4          # test_wide: the test scenes rendered this many times as wide
     root: str = ""                # folder: LHQ images
     captions: str = ""            # folder: captions file (.jsonl {"file","caption"[,"split"]} or .tsv)
@@ -70,8 +70,8 @@ class VideoConfig:
     height: int = 64
     frames: int = 5               # clip length (paper: 5 frames at 5 fps)
     fps: float = 5.0
-    n_train: int = 400
-    n_test: int = 64
+    n_train: int = 400            # procedural: training clips
+    n_test: int = 64              # test clips; folder: test videos drawn when the captions have no "split"
     root: str = ""                # folder: video files (read by imageio) or folders of frames
     captions: str = ""            # folder: captions file (required for text worlds)
     source_fps: float = 25.0      # folder: frame rate of frame folders (video files carry their own)

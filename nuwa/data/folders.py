@@ -100,18 +100,20 @@ def write_dataset(plan: Plan, out: str | Path) -> dict[str, int]:
 
 
 def write_preview(plan: Plan, out: str | Path, n: int) -> list[str]:
-    """Write the first ``n`` samples of the plan's test split as PNG/GIF plus captions.txt."""
-    split = "test" if "test" in plan.splits else next(iter(plan.splits))
+    """Write the first ``n`` samples of every held-out split (PNG/GIF), the extras and captions.txt."""
     names, lines = [], []
     with atomic_path(out, is_dir=True) as tmp:
-        for i, sample in zip(range(n), plan.splits[split][1]()):
-            name = f"{plan.world}_{i:02d}." + ("png" if plan.kind == "image" else "gif")
-            if plan.kind == "image":
-                save_png(tmp / name, sample.pixels)
-            else:
-                save_gif(tmp / name, sample.pixels, plan.fps)
-            names.append(name)
-            lines.append(f"{name}\t{sample.caption or '(no text)'}\t{json.dumps(sample.attrs, sort_keys=True)}")
+        for split, (_, make) in plan.splits.items():
+            if split == "train":
+                continue
+            for i, sample in zip(range(n), make()):
+                name = f"{plan.world}_{split}_{i:02d}." + ("png" if plan.kind == "image" else "gif")
+                if plan.kind == "image":
+                    save_png(tmp / name, sample.pixels)
+                else:
+                    save_gif(tmp / name, sample.pixels, plan.fps)
+                names.append(name)
+                lines.append(f"{name}\t{sample.caption or '(no text)'}\t{json.dumps(sample.attrs, sort_keys=True)}")
         for name, make_extra in plan.extras.items():
             save_png(tmp / name, make_extra())
         (tmp / "captions.txt").write_text("".join(line + "\n" for line in lines))

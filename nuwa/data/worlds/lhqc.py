@@ -144,6 +144,10 @@ def _trees(canvas: np.ndarray, s: Landscape, x: np.ndarray, y: np.ndarray, yh: f
     t = s.trees
     if t is None:
         return
+    rows = np.flatnonzero((y[:, 0] > yh - t["hmax"] - 2 * px) & (y[:, 0] < yh + px))
+    if rows.size == 0:
+        return
+    canvas, y = canvas[rows[0]:rows[-1] + 1], y[rows[0]:rows[-1] + 1]  # only the band trees can reach
     for off in (-1, 0, 1):
         cell = np.floor(x / t["spacing"]).astype(np.int64) + off
         u = [P.hash01(t["key"], cell, k) for k in range(5)]

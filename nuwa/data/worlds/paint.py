@@ -43,9 +43,11 @@ def random_waves(rng: np.random.Generator, n: int, freq: tuple[float, float], ve
 
 def wave_noise(x: np.ndarray, y: np.ndarray | float, waves: np.ndarray) -> np.ndarray:
     """Smooth noise in about [-1, 1]: a sum of plane waves, defined for every (x, y)."""
-    out = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y)))
-    for kx, ky, phase, amp in waves:
-        out += amp * np.sin(kx * x + ky * y + phase)
+    x, y = np.asarray(x), np.asarray(y)
+    out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
+    for kx, ky, phase, amp in waves:  # sin(a + b) = sin a cos b + cos a sin b: sines of rows/columns only
+        a, b = kx * x + phase, ky * y
+        out += (amp * np.sin(a)) * np.cos(b) + (amp * np.cos(a)) * np.sin(b)
     return out
 
 

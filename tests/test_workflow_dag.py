@@ -89,6 +89,7 @@ def test_dvc_stages_call_snakemake_and_persist_outputs():
             for out in stage.get(kind, []):
                 (path, opts), = out.items()
                 assert opts["persist"] is True, (name, path)
-    r = subprocess.run(["dvc", "dag"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    bindir = str(Path(sys.executable).parent)  # the venv's dvc, also when the venv is not activated
+    r = subprocess.run([f"{bindir}/dvc", "dag"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{bindir}:{os.environ['PATH']}"})
     assert r.returncode == 0 and "claims" in r.stdout, r.stderr

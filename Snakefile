@@ -32,5 +32,6 @@ rule all:
         expand("results/{table}.{ext}", table=TABLE_NAMES, ext=("csv", "md")),
         expand("results/figures/{figure}.png", figure=FIGURE_NAMES),
         "results/claims.csv",
+        "results/backbone_check.json",
         "results/provenance/run.json",
     default_target: True

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -35,11 +36,18 @@ def deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
+class Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader that also reads YAML 1.2 floats without a dot (``1e-3``) as numbers."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"override {item!r} is not of the form section.key=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), yaml.load(raw, Loader=Loader)
 
 
 def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
@@ -60,7 +68,7 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise UserError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(), Loader=Loader) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):

@@ -55,6 +55,12 @@ def test_overrides_and_merge():
         apply_overrides(cfg, ["no-equals-sign"])
 
 
+def test_exponent_without_dot_is_a_number():  # YAML 1.1 would read "1e-3" as a string
+    cfg = apply_overrides({}, ["lr=1e-3", "n=2E2", "name=1e-3x"])
+    assert cfg == {"lr": 0.001, "n": 200.0, "name": "1e-3x"}
+    assert build(Outer, {"lr": cfg["lr"]}, "x").lr == 0.001
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError):

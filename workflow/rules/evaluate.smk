@@ -20,6 +20,29 @@ rule proxy_backbone:
         "{params.py} -m nuwa eval train-backbone {wildcards.kind} --data {input.data} --out {output} {params.config} > {log} 2>&1"
 
 
+rule check_backbones:
+    """Do the image and CLIP backbones separate real from corrupted data? Every table waits for this (it fails if not)."""
+    conda:
+        ENV
+    input:
+        config_files("metrics"),
+        backbone_inputs("image"),
+        backbone_inputs("clip"),
+        data=PLAN.data("lhqc"),
+    output:
+        "results/backbone_check.json",
+    log:
+        log("report/backbone_check"),
+    benchmark:
+        bench("report/backbone_check")
+    params:
+        py=PY,
+        config=config_args("metrics"),
+        backbones=f"--image {backbone_arg('image')} --clip {backbone_arg('clip')}",
+    shell:
+        "{params.py} -m nuwa eval check-proxies --data {input.data} {params.backbones} --json {output} {params.config} > {log} 2>&1"
+
+
 rule metric:
     conda:
         ENV

@@ -29,6 +29,7 @@ rule table:
         ENV
     input:
         lambda wc: PLAN.table_inputs(wc.table),
+        "results/backbone_check.json",
         config_files(*SECTIONS[1:]),
     output:
         csv="results/{table}.csv",

@@ -122,7 +122,7 @@ def test_user_errors():
         model.decode_indices(torch.full((1, 4, 4), 16))
     with pytest.raises(UserError, match="tokenizer.vqgan.model.ddconfig.ch"):
         check_config({"tokenizer": {"vqgan": {"model": {"ddconfig": {"ch": "wide"}}}}})
-    with pytest.raises(UserError, match="multiple of 32"):
+    with pytest.raises(UserError, match="multiple of norm_groups"):
         check_config({"tokenizer": {"vqgan": {"model": {"ddconfig": {"ch": 48}}}}})
     with pytest.raises(UserError, match="perceptual_weights"):
         check_config({"tokenizer": {"pg_vqgan": {"loss": {"perceptual_weight": 1.0}}}})

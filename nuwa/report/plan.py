@@ -55,7 +55,8 @@ class SampleSet:
     name: str
     task: str
     n_key: str
-    width: int = 1
+    width: int = 1  # canvas width and height in training sizes
+    height: int = 1
     frames_key: str = ""
     direction: str = ""
     text: bool = True
@@ -69,7 +70,7 @@ def sample_sets(exp: Mapping) -> dict[str, SampleSet]:
             SampleSet("animate_long", "animate", "figure", frames_key="long"),
             SampleSet("t2v", "t2v", "figure", frames_key="animate"),
             SampleSet("scroll", "uncond", "scroll", width=int(exp["scroll"]["width"])),
-            SampleSet("outpaint_around", "outpaint", "figure", direction="around")]
+            SampleSet("outpaint_around", "outpaint", "figure", width=2, height=2, direction="around")]
     for d in DIRECTIONS:
         sets.append(SampleSet(f"outpaint_{d}", "outpaint", "outpaint", direction=d))
         sets.append(SampleSet(f"outpaint_{d}_notext", "outpaint", "outpaint", direction=d, text=False))

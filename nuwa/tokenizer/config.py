@@ -24,13 +24,14 @@ class DDConfig:
     out_ch: int = 3
     dropout: float = 0.0
     double_z: bool = False
+    norm_groups: int = 32  # GroupNorm groups (taming: 32); the embedded ch=32 needs fewer, 32 would normalise every channel alone
 
     def __post_init__(self) -> None:
         chans = [self.ch * m for m in self.ch_mult]
         if not self.ch_mult or min(self.ch_mult) < 1 or self.num_res_blocks < 1:
             raise ValueError("ch_mult needs at least one positive entry and num_res_blocks must be >= 1")
-        if any(c % 32 for c in chans):
-            raise ValueError(f"every level's channels ch*ch_mult ({chans}) must be a multiple of 32 (GroupNorm with 32 groups)")
+        if self.norm_groups < 1 or any(c % self.norm_groups for c in chans):
+            raise ValueError(f"every level's channels ch*ch_mult ({chans}) must be a multiple of norm_groups ({self.norm_groups})")
         if self.z_channels < 1 or not 0.0 <= self.dropout < 1.0:
             raise ValueError("z_channels must be >= 1 and dropout in [0, 1)")
 

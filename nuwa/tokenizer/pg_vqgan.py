@@ -26,7 +26,7 @@ class PixelEncoder(nn.Module):
         block_in = dd.ch
         for i, block_out in enumerate(chans):
             level = nn.Module()
-            level.block = ResnetBlock(block_in, block_out, dd.dropout)
+            level.block = ResnetBlock(block_in, block_out, dd.dropout, dd.norm_groups)
             level.out = nn.Conv2d(block_out, block_out, 1)
             nn.init.zeros_(level.out.weight)
             nn.init.zeros_(level.out.bias)

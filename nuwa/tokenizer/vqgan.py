@@ -15,8 +15,8 @@ from nuwa.errors import UserError
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 
 
-def Normalize(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+def Normalize(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -24,11 +24,11 @@ def swish(x: torch.Tensor) -> torch.Tensor:
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float, groups: int):
         super().__init__()
-        self.norm1 = Normalize(in_channels)
+        self.norm1 = Normalize(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
-        self.norm2 = Normalize(out_channels)
+        self.norm2 = Normalize(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         if in_channels != out_channels:
@@ -44,9 +44,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention with 1x1-conv projections (taming's AttnBlock)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.norm = Normalize(channels)
+        self.norm = Normalize(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
@@ -78,11 +78,12 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def level_stage(in_ch: int, out_ch: int, n_blocks: int, attn: bool, dropout: float) -> nn.Module:
+def level_stage(in_ch: int, out_ch: int, n_blocks: int, attn: bool, dd: DDConfig) -> nn.Module:
     """One resolution level: ``block`` (ResnetBlocks) and ``attn`` (AttnBlocks after each block, or none)."""
     stage = nn.Module()
-    stage.block = nn.ModuleList(ResnetBlock(in_ch if j == 0 else out_ch, out_ch, dropout) for j in range(n_blocks))
-    stage.attn = nn.ModuleList(AttnBlock(out_ch) for _ in range(n_blocks) if attn)
+    stage.block = nn.ModuleList(ResnetBlock(in_ch if j == 0 else out_ch, out_ch, dd.dropout, dd.norm_groups)
+                                for j in range(n_blocks))
+    stage.attn = nn.ModuleList(AttnBlock(out_ch, dd.norm_groups) for _ in range(n_blocks) if attn)
     return stage
 
 
@@ -94,11 +95,11 @@ def run_stage(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def mid_stage(channels: int, dropout: float) -> nn.Module:
+def mid_stage(channels: int, dd: DDConfig) -> nn.Module:
     mid = nn.Module()
-    mid.block_1 = ResnetBlock(channels, channels, dropout)
-    mid.attn_1 = AttnBlock(channels)
-    mid.block_2 = ResnetBlock(channels, channels, dropout)
+    mid.block_1 = ResnetBlock(channels, channels, dd.dropout, dd.norm_groups)
+    mid.attn_1 = AttnBlock(channels, dd.norm_groups)
+    mid.block_2 = ResnetBlock(channels, channels, dd.dropout, dd.norm_groups)
     return mid
 
 
@@ -116,14 +117,14 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         res, block_in = dd.resolution, dd.ch
         for i, block_out in enumerate(chans):
-            stage = level_stage(block_in, block_out, dd.num_res_blocks, res in dd.attn_resolutions, dd.dropout)
+            stage = level_stage(block_in, block_out, dd.num_res_blocks, res in dd.attn_resolutions, dd)
             if i != len(chans) - 1:
                 stage.downsample = Downsample(block_out)
                 res //= 2
             self.down.append(stage)
             block_in = block_out
-        self.mid = mid_stage(block_in, dd.dropout)
-        self.norm_out = Normalize(block_in)
+        self.mid = mid_stage(block_in, dd)
+        self.norm_out = Normalize(block_in, dd.norm_groups)
         self.conv_out = nn.Conv2d(block_in, 2 * dd.z_channels if dd.double_z else dd.z_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,17 +150,17 @@ class Decoder(nn.Module):
         block_in = chans[-1]
         res = dd.resolution // 2 ** (len(chans) - 1)
         self.conv_in = nn.Conv2d(dd.z_channels, block_in, 3, 1, 1)
-        self.mid = mid_stage(block_in, dd.dropout)
+        self.mid = mid_stage(block_in, dd)
         up: list[nn.Module] = []
         for i in reversed(range(len(chans))):
-            stage = level_stage(block_in, chans[i], dd.num_res_blocks + 1, res in dd.attn_resolutions, dd.dropout)
+            stage = level_stage(block_in, chans[i], dd.num_res_blocks + 1, res in dd.attn_resolutions, dd)
             if i != 0:
                 stage.upsample = Upsample(chans[i])
                 res *= 2
             up.insert(0, stage)
             block_in = chans[i]
         self.up = nn.ModuleList(up)
-        self.norm_out = Normalize(block_in)
+        self.norm_out = Normalize(block_in, dd.norm_groups)
         self.conv_out = nn.Conv2d(block_in, dd.out_ch, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, guide: list[torch.Tensor] | None = None) -> torch.Tensor:

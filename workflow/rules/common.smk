@@ -60,10 +60,10 @@ def set_args(items):
     return " ".join(f"--set {shlex.quote(i)}" for i in items)
 
 
-def world_size(world, widths=1):
+def world_size(world, widths=1, heights=1):
     wc = world_config(config, world)
     side = wc.crop if world == "rqf" else wc.width
-    return side * widths, wc.height
+    return side * widths, wc.height * heights
 
 
 def backbone_arg(kind):
@@ -101,7 +101,7 @@ def generate_inputs(wc):
 def generate_args(wc, input):
     """The options of `nuwa generate` for one sample set (sizes from the data section, counts from experiments)."""
     run, sset = PLAN.runs[wc.run], PLAN.sets[wc.sset]
-    width, height = world_size(run.world, sset.width)
+    width, height = world_size(run.world, sset.width, sset.height)
     args = [f"--model {run.model}", f"--checkpoint {input.checkpoint}", f"--tokenizer {input.tokenizer}",
             f"--n {EXP['n'][sset.n_key]}", f"--width {width}", f"--height {height}", f"--seed {wc.seed}", "--quiet"]
     if sset.task != "uncond":

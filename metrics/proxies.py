@@ -194,13 +194,26 @@ def captioned_samples(split: list[tuple[torch.Tensor, dict]], context_length: in
 
 
 # ---------------------------------------------------------------- training recipes
-@dataclasses.dataclass
-class ClassifierTrainable:
-    module: Classifier
-    temporal: bool
+class OneLossPerBatch:
+    """The `nuwa.trainer` protocol for recipes that take one optimizer step on ``self.loss`` per batch."""
 
     def steps_per_batch(self) -> int:
         return 1
+
+    def training_step(self, net: nn.Module, batch: dict, step) -> float:
+        loss = self.loss(net, batch)
+        step(loss)
+        return loss.item()
+
+    @torch.no_grad()
+    def validation_loss(self, net: nn.Module, batch: dict) -> float:
+        return self.loss(net, batch).item()
+
+
+@dataclasses.dataclass
+class ClassifierTrainable(OneLossPerBatch):
+    module: Classifier
+    temporal: bool
 
     def loss(self, net: nn.Module, batch: dict) -> torch.Tensor:
         x, labels = batch["x"], dict(batch["labels"])
@@ -213,18 +226,10 @@ class ClassifierTrainable:
         losses = [F.cross_entropy(out[k], labels[k], ignore_index=IGNORE) for k in out if (labels[k] != IGNORE).any()]
         return torch.stack(losses).sum()
 
-    def training_step(self, net: nn.Module, batch: dict, step) -> float:
-        loss = self.loss(net, batch)
-        step(loss)
-        return loss.item()
-
-    @torch.no_grad()
-    def validation_loss(self, net: nn.Module, batch: dict) -> float:
-        return self.loss(net, batch).item()
 
 
 @dataclasses.dataclass
-class ClipTrainable:
+class ClipTrainable(OneLossPerBatch):
     module: nn.Module
 
     def __post_init__(self) -> None:
@@ -232,22 +237,11 @@ class ClipTrainable:
 
         self.clip_loss = ClipLoss()
 
-    def steps_per_batch(self) -> int:
-        return 1
-
     def loss(self, net: nn.Module, batch: dict) -> torch.Tensor:
         image = net.encode_image(batch["x"], normalize=True)
         text = net.encode_text(batch["text"], normalize=True)
         return self.clip_loss(image, text, net.logit_scale.exp())
 
-    def training_step(self, net: nn.Module, batch: dict, step) -> float:
-        loss = self.loss(net, batch)
-        step(loss)
-        return loss.item()
-
-    @torch.no_grad()
-    def validation_loss(self, net: nn.Module, batch: dict) -> float:
-        return self.loss(net, batch).item()
 
 
 def train_proxy(kind: Kind, data: str | Path, out: str | Path, cfg: MetricsConfig, seed: int = 0) -> Path:

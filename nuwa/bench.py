@@ -2,7 +2,8 @@
 
 One randomly initialised model of the configured size (text off) generates canvases 1, 2, 4, ...
 patches wide (``rows`` patch rows) in omega order with the AR local decoder. Per width it records
-seconds per patch, the peak number of cached patches in NCP and the peak bytes they hold, and
+seconds per patch, the peak number of cached patches in NCP and the peak bytes they hold (alone and
+with the model's weights, i.e. everything generation keeps between patches), and
 the largest attention memory of a step (keys a query sees). The same is then done with a
 full-context variant -- the extent covers the whole canvas, so every earlier patch is context and
 nothing is ever removed -- to show what NCP saves. Memory is counted exactly from the tensors NCP
@@ -45,6 +46,7 @@ def measure(model: NuwaInfinity, width: int, rows: int, seed: int, device: torch
     seconds = time.perf_counter() - start
     row = {"width": width, "patches": width * rows, "seconds_per_patch": seconds / (width * rows),
            "peak_cached_patches": ncp.peak, "peak_cache_bytes": ncp.peak_bytes,
+           "peak_held_bytes": ncp.peak_bytes + sum(p.numel() * p.element_size() for p in model.parameters()),
            "max_context_tokens": max(len(s) for s in ncp.selects) * model.cfg.tokens_per_patch}
     if device.type == "cuda":
         row["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
@@ -78,17 +80,17 @@ def ncp_scaling(model_cfg: ModelConfig, widths: tuple[int, ...] = WIDTHS, rows: 
 
 def ratios(rows: list[dict], wide: int, ref: int) -> dict:
     by = {r["width"]: r for r in rows}
-    keys = ("seconds_per_patch", "peak_cache_bytes", "max_context_tokens")
+    keys = ("seconds_per_patch", "peak_cache_bytes", "peak_held_bytes", "max_context_tokens")
     return {f"{k}_{wide}_vs_{ref}": by[wide][k] / max(by[ref][k], 1e-12) for k in keys}
 
 
 def table(result: dict) -> str:
-    lines = ["| variant | width | s/patch | peak cached patches | peak cache MiB | max context tokens |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | width | s/patch | peak cached patches | peak cache MiB | weights + caches MiB | max context tokens |",
+             "|---|---|---|---|---|---|---|"]
     for name in ("ncp", "full"):
         for r in result[name]:
             lines.append(f"| {name} | {r['width']} | {r['seconds_per_patch']:.4f} | {r['peak_cached_patches']} | "
-                         f"{r['peak_cache_bytes'] / 2**20:.3f} | {r['max_context_tokens']} |")
+                         f"{r['peak_cache_bytes'] / 2**20:.3f} | {r['peak_held_bytes'] / 2**20:.3f} | {r['max_context_tokens']} |")
     for name, rs in ((n, r) for n, r in result["ratios"].items() if r):
         lines.append(f"\n{name}: " + ", ".join(f"{k} = {v:.2f}" for k, v in rs.items()))
     return "\n".join(lines)

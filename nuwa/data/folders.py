@@ -137,8 +137,8 @@ def load_png(path: Path) -> torch.Tensor:
     return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
-class ImageFolder(Dataset):
-    """``{"image": float[3, H, W] in [-1, 1], "caption": str}`` per sample; attributes in ``records``."""
+class SplitFolder(Dataset):
+    """One split of a rendered dataset: ``root/split`` and its records (captions.jsonl)."""
 
     def __init__(self, root: str | Path, split: str):
         self.root = Path(root) / split
@@ -146,21 +146,18 @@ class ImageFolder(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class ImageFolder(SplitFolder):
+    """``{"image": float[3, H, W] in [-1, 1], "caption": str}`` per sample; attributes in ``records``."""
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rec = self.records[i]
         return {"image": load_png(self.root / rec["file"]), "caption": rec["caption"]}
 
 
-class VideoFolder(Dataset):
+class VideoFolder(SplitFolder):
     """``{"video": float[F, 3, H, W] in [-1, 1], "caption": str}`` per clip; attributes in ``records``."""
-
-    def __init__(self, root: str | Path, split: str):
-        self.root = Path(root) / split
-        self.records = read_records(root, split)
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rec = self.records[i]

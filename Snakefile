@@ -33,5 +33,6 @@ rule all:
         expand("results/figures/{figure}.png", figure=FIGURE_NAMES),
         "results/claims.csv",
         "results/backbone_check.json",
+        f"{W}/bench/sampling_speed.json",
         "results/provenance/run.json",
     default_target: True

@@ -1,11 +1,11 @@
-"""Seconds per 4x-wide text-to-image sample for Taming (sliding window) and MaskGIT, in one run.
+"""Seconds per 4x-wide text-to-image sample for Taming (sliding window), MaskGIT and NUWA-Infinity, in one run.
 
-    python -m baselines.timing [--taming CKPT] [--maskgit CKPT] [--n 3] [--width-factor 4] [--seed 0] [--json OUT]
-                               [--config YAML] [--set KEY=VALUE]
+    python -m baselines.timing [--taming CKPT] [--maskgit CKPT] [--nuwa CKPT] [--n 3] [--width-factor 4]
+                               [--seed 0] [--json OUT] [--config YAML] [--set KEY=VALUE]
 
 Without checkpoints the models are built fresh from the config (the cost of sampling does not
-depend on the weights). :func:`seconds_per_image` takes any :class:`nuwa.family.Family`, so
-NUWA-Infinity can be timed the same way on the same machine.
+depend on the weights). The canvas is the baselines' training window (``baselines.taming.model.window``
+tokens) made ``width_factor`` times as wide, the same for all three models.
 """
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from baselines.config import resolve_model
+from nuwa import checkpoint as ckpt_io
 from nuwa.cli import add_config_args, config_from_args
 from nuwa.errors import UserError
 from nuwa.family import Family, GenerationRequest, get
-from nuwa.io import write_json
+from nuwa.io import require_file, write_json
 from nuwa.sampling import SamplingConfig
+from nuwa.train import sampling_config
 from nuwa.text import tokenize
 
 log = logging.getLogger(__name__)
@@ -44,20 +47,30 @@ def seconds_per_image(family: Family, module: nn.Module, grid: tuple[int, int, i
     return sum(times[1:]) / n
 
 
+def load_or_build(name: str, family: Family, cfg: dict, path: str | None) -> nn.Module:
+    """The trained model of a ``nuwa train --model NAME`` checkpoint, or a fresh one built from the config."""
+    if not path:
+        return family.build(cfg).eval()
+    require_file(path, f"{name} checkpoint", f"train one with `nuwa train --model {name}`")
+    ckpt = ckpt_io.load(path, family.kind)
+    module = family.from_config(ckpt["config"])
+    module.load_state_dict(ckpt["model"])
+    return module.eval()
+
+
 def measure(cfg: dict, checkpoints: dict[str, str | None], n: int, width_factor: int, seed: int) -> dict:
-    """Seconds per ``width_factor``-wide image for each named baseline (checkpoint or fresh model)."""
+    """Seconds per ``width_factor``-wide image for each named family (checkpoint or fresh model), same canvas."""
     torch.manual_seed(seed)
+    h, w = resolve_model(cfg, "taming", causal=True).window
+    grid = (1, h, width_factor * w)
     result = {"device": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-              "n": n, "width_factor": width_factor, "caption": CAPTION, "models": {}}
+              "n": n, "width_factor": width_factor, "grid": list(grid), "caption": CAPTION, "models": {}}
     for name, path in checkpoints.items():
         family = get(name)
-        module = family.load(path) if path else family.build(cfg).eval()
-        h, w = module.cfg.window
-        grid = (1, h, width_factor * w)
-        sampling = family.sampling_config(cfg)
+        module = load_or_build(name, family, cfg, path)
+        sampling = sampling_config(cfg, name)
         seconds = seconds_per_image(family, module, grid, sampling, n, seed)
-        result["models"][name] = {"seconds_per_image": round(seconds, 4), "grid": list(grid),
-                                  "checkpoint": path, "sampling": vars(sampling)}
+        result["models"][name] = {"seconds_per_image": round(seconds, 4), "checkpoint": path, "sampling": vars(sampling)}
         log.info("%s: %.3f s per %dx%d-token image", name, seconds, grid[1], grid[2])
     return result
 
@@ -67,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     parser.add_argument("--taming", metavar="CKPT", help="trained Taming checkpoint (default: fresh model)")
     parser.add_argument("--maskgit", metavar="CKPT", help="trained MaskGIT checkpoint (default: fresh model)")
+    parser.add_argument("--nuwa", metavar="CKPT", help="trained NUWA-Infinity checkpoint (default: fresh model)")
     parser.add_argument("--n", type=int, default=3, help="timed images per model (after one warm-up)")
     parser.add_argument("--width-factor", type=int, default=4, help="canvas width in training windows")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        result = measure(config_from_args(args), {"taming": args.taming, "maskgit": args.maskgit},
+        result = measure(config_from_args(args), {"taming": args.taming, "maskgit": args.maskgit, "nuwa": args.nuwa},
                          args.n, args.width_factor, args.seed)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, row in result["models"].items():
-        print(f"{name}\t{row['seconds_per_image']:.3f} s per {row['grid'][1]}x{row['grid'][2]}-token image")
+        print(f"{name}\t{row['seconds_per_image']:.3f} s per {result['grid'][1]}x{result['grid'][2]}-token image")
     if args.json:
         write_json(args.json, result)
     return 0

@@ -79,3 +79,25 @@ rule ncp_scaling:
         config=config_args("nuwa"),
     shell:
         "{params.py} -m nuwa bench ncp-scaling --json {output} {params.config} > {log} 2>&1"
+
+
+rule sampling_speed:
+    """Seconds per 4x-wide text-to-image sample of the three trained Table 2 models, one after another in one job."""
+    conda:
+        ENV
+    input:
+        config_files("nuwa", "baselines"),
+        **{name: str(PLAN.checkpoint(name)) for name in ("taming", "maskgit", "main")},
+    output:
+        f"{W}/bench/sampling_speed.json",
+    log:
+        log("bench/sampling_speed"),
+    benchmark:
+        bench("bench/sampling_speed")
+    params:
+        py=PY,
+        config=config_args("nuwa", "baselines"),
+        wide=EXP["wide"],
+    shell:
+        "{params.py} -m baselines.timing --taming {input.taming} --maskgit {input.maskgit} --nuwa {input.main}"
+        " --width-factor {params.wide} --n 5 --json {output} {params.config} > {log} 2>&1"

@@ -9,6 +9,7 @@ default. Its ``name`` and ``sha256`` are written next to every number.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -50,6 +51,15 @@ def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(config: dict, state: dict[str, torch.Tensor]) -> str:
+    """Hash of a network's config and weights only (not of the checkpoint file, whose training log varies)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from metrics.backbones import Backbone, Kind, clean_resize, file_sha256
+from metrics.backbones import Backbone, Kind, clean_resize, weights_sha256
 from metrics.clip import OpenClipBackbone
 from metrics.config import MetricsConfig, ProxyClipConfig
 from metrics.io import captioned, read_image, read_video
@@ -141,7 +141,7 @@ def load_proxy(path: str | Path, kind: Kind) -> Backbone:
     ckpt = checkpoint.load(path, ("proxy_image", "proxy_clip", "proxy_video"))
     if ckpt["kind"] != want:
         raise UserError(f"{path} is a {ckpt['kind']} backbone but this metric needs {want}; pass the checkpoint of `nuwa eval train-backbone {kind}`")
-    sha = file_sha256(path)
+    sha = weights_sha256(ckpt["config"], ckpt["model"])  # the same weights always get the same name
     if kind == "clip":
         pc = ProxyClipConfig(**ckpt["config"])
         model = build_clip(pc)

@@ -127,3 +127,19 @@ def test_io_errors_and_video_layouts(tmp_path):
     with pytest.raises(UserError, match="frames"):
         read_video(clip, 5)
     assert main(["eval", "fid", "--real", str(tmp_path / "missing"), "--fake", str(tmp_path), "--backbone", "inception"]) == 2
+
+
+def test_proxy_name_depends_on_the_weights_not_the_training_log(tmp_path):
+    from metrics.proxies import build_classifier, load_proxy
+    from nuwa import checkpoint
+
+    config = {"spatial_dims": 2, "channels": [4], "dim": 8, "size": 16, "frames": 1, "classes": {"sky": ["a", "b"]},
+              "is_head": "sky"}
+    weights = build_classifier(config).state_dict()
+    for name, seconds in (("a.pt", 1.0), ("b.pt", 2.0)):
+        checkpoint.save(tmp_path / name, kind="proxy_image", config=config, model=weights, history=[{"seconds": seconds}])
+    a, b = load_proxy(tmp_path / "a.pt", "image"), load_proxy(tmp_path / "b.pt", "image")
+    assert a.name == b.name and a.sha256 == b.sha256
+    weights["encoder.0.bias"] += 1.0
+    checkpoint.save(tmp_path / "c.pt", kind="proxy_image", config=config, model=weights)
+    assert load_proxy(tmp_path / "c.pt", "image").name != a.name

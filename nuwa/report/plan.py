@@ -161,6 +161,10 @@ SAMPLE_FIGURES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
                       (("NUWA-Infinity", "scroll", "scroll"),)),
     "figure_outpaint": ("Image Outpainting HD in four directions and all around (Figs. 2, 15)",
                         tuple((f"{d}", "main", f"outpaint_{d}") for d in (*DIRECTIONS, "around"))),
+    "figure_outpaint_methods": ("Image Outpainting HD, right and down, the three methods (Table 4's samples)",
+                                tuple((f"{label} {d}", run, f"outpaint_{d}") for d in ("right", "down")
+                                      for label, run in (("Taming", "taming"), ("MaskGIT", "maskgit"),
+                                                         ("NUWA-Infinity", "main")))),
     "figure_t2i_wide": ("Text-to-Image HD at x4 width (Figs. 3, 13)",
                         (("Taming", "taming", "t2i_figure"), ("MaskGIT", "maskgit", "t2i_figure"),
                          ("NUWA-Infinity", "main", "t2i_figure"))),

@@ -59,7 +59,7 @@ def weights_sha256(config: dict, state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for key in sorted(state):
         digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+        digest.update(state[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
     return digest.hexdigest()
 
 

@@ -174,6 +174,22 @@ def test_psnr_and_report(images, vqgan_ckpt):
     assert torch.allclose(psnr(x, x + 0.2), torch.full((2,), 20.0), atol=1e-4)  # mse 0.01 in [0, 1] units
     rep = reconstruction_report(load(vqgan_ckpt), images, "test")
     assert rep["frames"] == 5 and 0 < rep["codebook_usage"] <= 1 and rep["psnr"] > 5
+    assert "rec_fid" not in rep
+
+
+def test_reconstruction_fid_scores_reconstructions_against_originals(images, vqgan_ckpt, monkeypatch):
+    from metrics.proxies import ClassifierBackbone, build_classifier
+
+    config = {"spatial_dims": 2, "channels": [4], "dim": 8, "size": 16, "frames": 1, "classes": {"sky": ["a", "b"]}}
+    torch.manual_seed(0)
+    backbone = ClassifierBackbone(build_classifier(config), config, "proxy-image-test", "")
+    rep = reconstruction_report(load(vqgan_ckpt), images, "test", backbone=backbone)
+    assert rep["rec_fid_backbone"] == "proxy-image-test" and rep["rec_fid"] > 0
+    # a perfect tokenizer: reconstructions are the originals, FID 0
+    monkeypatch.setattr("nuwa.tokenizer.report.reconstructions",
+                        lambda *a, **k: iter([(x, x, torch.zeros(x.shape[0], 1, 1, dtype=torch.long))
+                                              for x in [torch.rand(5, 3, 16, 16) * 2 - 1]]))
+    assert reconstruction_report(load(vqgan_ckpt), images, "test", backbone=backbone)["rec_fid"] < 1e-6
 
 
 def test_cli_train_encode_report_and_errors(images, tmp_path, capsys):

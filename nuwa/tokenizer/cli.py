@@ -39,12 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="decode only the first N samples")
     common(p, decode)
 
-    p = sub.add_parser("report", help="PSNR and codebook usage on a held-out split, as JSON")
+    p = sub.add_parser("report", help="PSNR, codebook usage and reconstruction FID on a held-out split, as JSON")
     p.add_argument("--tokenizer", required=True, metavar="CKPT")
     p.add_argument("--data", required=True, metavar="DIR")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, metavar="JSON")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--backbone", metavar="NAME|CKPT",
+                   help="image metric backbone (inception or a proxy checkpoint) for the reconstruction FID (default: none)")
     common(p, report)
 
     p = sub.add_parser("import-taming", help="convert a taming-transformers VQModel to a suite checkpoint")
@@ -114,11 +116,18 @@ def report(args: argparse.Namespace) -> int:
     from nuwa.tokenizer import load
     from nuwa.tokenizer.report import reconstruction_report
 
-    setup(args)
+    cfg = setup(args)
+    backbone = None
+    if args.backbone:
+        from metrics.backbones import load_backbone
+        from metrics.config import metrics_config
+
+        backbone = load_backbone(args.backbone, "image", metrics_config(cfg))
     result = {"tokenizer": str(args.tokenizer), "data": str(args.data),
-              **reconstruction_report(load(args.tokenizer), args.data, args.split, args.batch_size)}
+              **reconstruction_report(load(args.tokenizer), args.data, args.split, args.batch_size, backbone)}
     write_json(args.out, result)
-    print(f"psnr {result['psnr']:.2f} dB, codebook usage {result['codebook_usage']:.1%}")
+    print(f"psnr {result['psnr']:.2f} dB, codebook usage {result['codebook_usage']:.1%}"
+          + (f", reconstruction FID {result['rec_fid']:.3f} [{result['rec_fid_backbone']}]" if backbone else ""))
     return 0
 
 

@@ -1,20 +1,23 @@
-"""Reconstruction report on a held-out split: PSNR and codebook usage, as JSON.
+"""Reconstruction report on a held-out split: PSNR, codebook usage and (given a metric backbone)
+reconstruction FID, as JSON.
 
-``reconstructions`` yields (real, reconstructed) batches; it is the boundary where a
-reconstruction FID (metrics package) plugs in. Videos are reconstructed frame by frame, a
+``reconstructions`` yields (real, reconstructed) batches. Videos are reconstructed frame by frame, a
 PG-VQGAN guided by its own previous reconstruction, exactly as at generation time.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nuwa.tokenizer.train import open_split
+
+if TYPE_CHECKING:
+    from metrics.backbones import Backbone
 from nuwa.tokenizer.vqgan import VQGAN
 
 
@@ -41,15 +44,32 @@ def reconstructions(tokenizer: VQGAN, data_dir: str | Path, split: str,
             yield real, rec, idx
 
 
-def reconstruction_report(tokenizer: VQGAN, data_dir: str | Path, split: str = "test", batch_size: int = 32) -> dict:
-    scores, counts = [], torch.zeros(tokenizer.n_embed)
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [-1, 1] -> uint8, the input of every metric backbone."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def reconstruction_report(tokenizer: VQGAN, data_dir: str | Path, split: str = "test", batch_size: int = 32,
+                          backbone: Backbone | None = None) -> dict:
+    """PSNR and codebook statistics; with ``backbone`` also the FID of reconstructions against the originals."""
+    scores, counts, frames = [], torch.zeros(tokenizer.n_embed), {"real": [], "rec": []}
     for real, rec, idx in reconstructions(tokenizer, data_dir, split, batch_size):
         scores.append(psnr(real, rec))
         counts += torch.bincount(idx.flatten(), minlength=tokenizer.n_embed).float()
+        if backbone is not None:
+            frames["real"] += list(to_uint8(real))
+            frames["rec"] += list(to_uint8(rec))
     values = torch.cat(scores)
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
-    return {"split": split, "frames": int(values.numel()),
-            "psnr": round(values.mean().item(), 3), "psnr_std": round(values.std().item(), 3) if values.numel() > 1 else 0.0,
-            "codebook_usage": round((counts > 0).float().mean().item(), 4),
-            "codebook_perplexity": round(math.exp(entropy), 2), "n_embed": tokenizer.n_embed}
+    out = {"split": split, "frames": int(values.numel()),
+           "psnr": round(values.mean().item(), 3), "psnr_std": round(values.std().item(), 3) if values.numel() > 1 else 0.0,
+           "codebook_usage": round((counts > 0).float().mean().item(), 4),
+           "codebook_perplexity": round(math.exp(entropy), 2), "n_embed": tokenizer.n_embed}
+    if backbone is not None:
+        from metrics.backbones import extract
+        from metrics.fid import fid_from_features
+
+        feats = {k: extract(backbone, v, len(v), desc=f"{k} features") for k, v in frames.items()}
+        out.update(rec_fid=round(fid_from_features(feats["real"], feats["rec"]), 4), rec_fid_backbone=backbone.name)
+    return out

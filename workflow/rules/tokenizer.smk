@@ -67,6 +67,7 @@ rule tokenizer_report:
         ENV
     input:
         config_files("metrics"),
+        backbone_inputs("image"),
         data=f"{W}/data/{{world}}",
         tokenizer=lambda wc: PLAN.vqgan(wc.world),
     output:
@@ -77,7 +78,8 @@ rule tokenizer_report:
         bench("tokenizer/report-{world}")
     params:
         py=PY,
+        backbone=backbone_arg("image"),
         config=config_args("metrics"),
     shell:
         "{params.py} -m nuwa tokenizer report --tokenizer {input.tokenizer} --data {input.data} --out {output}"
-        " {params.config} > {log} 2>&1"
+        " --backbone {params.backbone} {params.config} > {log} 2>&1"

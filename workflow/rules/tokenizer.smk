@@ -78,7 +78,7 @@ rule tokenizer_report:
         bench("tokenizer/report-{world}")
     params:
         py=PY,
-        backbone=backbone_arg("image"),
+        backbone=lambda wc: backbone_arg("image"),
         config=config_args("metrics"),
     shell:
         "{params.py} -m nuwa tokenizer report --tokenizer {input.tokenizer} --data {input.data} --out {output}"

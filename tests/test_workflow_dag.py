@@ -31,7 +31,7 @@ def job_counts(out: str) -> dict[str, int]:
 
 
 def test_table2_plans_the_three_models_and_their_metrics():
-    r = snakemake("-n", "results/table2.csv")
+    r = snakemake("-n", "-F", "results/table2.csv")  # -F: the whole DAG, whatever results/ already holds
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
     assert counts["train"] == 3          # NUWA-Infinity, Taming, MaskGIT
@@ -42,7 +42,7 @@ def test_table2_plans_the_three_models_and_their_metrics():
 
 @pytest.mark.slow
 def test_everything_plans_on_the_embedded_default():
-    r = snakemake("-n")
+    r = snakemake("-n", "-F")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
     assert counts["proxy_backbone"] == 3 and counts["sample_figure"] == 7 and counts["sweep_figure"] == 3
@@ -51,7 +51,7 @@ def test_everything_plans_on_the_embedded_default():
 
 @pytest.mark.slow
 def test_everything_plans_at_paper_scale_with_reference_backbones():
-    r = snakemake("-n", "all", "--configfile=config/paper.yaml")
+    r = snakemake("-n", "-F", "all", "--configfile=config/paper.yaml")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
     assert "proxy_backbone" not in counts  # real Inception / CLIP / I3D at paper scale
@@ -61,7 +61,7 @@ def test_everything_plans_at_paper_scale_with_reference_backbones():
 
 @pytest.mark.slow
 def test_gpu_profile_launches_training_under_torchrun():
-    r = snakemake("-n", "-p", "--profile", "profiles/gpu", "results/table2.csv")
+    r = snakemake("-n", "-F", "-p", "--profile", "profiles/gpu", "results/table2.csv")
     assert r.returncode == 0, r.stderr + r.stdout
     assert "torch.distributed.run --standalone --nproc_per_node=8 -m nuwa train" in r.stdout
 

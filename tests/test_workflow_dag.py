@@ -45,7 +45,7 @@ def test_everything_plans_on_the_embedded_default():
     r = snakemake("-n", "-F")
     assert r.returncode == 0, r.stderr + r.stdout
     counts = job_counts(r.stdout)
-    assert counts["proxy_backbone"] == 3 and counts["sample_figure"] == 7 and counts["sweep_figure"] == 3
+    assert counts["proxy_backbone"] == 3 and counts["sample_figure"] == 8 and counts["sweep_figure"] == 3
     assert counts["claims"] == 1 and counts["provenance"] == 1
 
 

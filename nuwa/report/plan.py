@@ -161,6 +161,8 @@ SAMPLE_FIGURES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
                       (("NUWA-Infinity", "scroll", "scroll"),)),
     "figure_outpaint": ("Image Outpainting HD in four directions and all around (Figs. 2, 15)",
                         tuple((f"{d}", "main", f"outpaint_{d}") for d in (*DIRECTIONS, "around"))),
+    "figure_t2i": ("Text-to-Image HD at the training size, the three methods (Table 2's samples)",
+                   (("Taming", "taming", "t2i"), ("MaskGIT", "maskgit", "t2i"), ("NUWA-Infinity", "main", "t2i"))),
     "figure_outpaint_methods": ("Image Outpainting HD, right and down, the three methods (Table 4's samples)",
                                 tuple((f"{label} {d}", run, f"outpaint_{d}") for d in ("right", "down")
                                       for label, run in (("Taming", "taming"), ("MaskGIT", "maskgit"),

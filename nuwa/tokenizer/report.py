@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nuwa.tokenizer.train import open_split
+from nuwa.tokenizer.vqgan import VQGAN
 
 if TYPE_CHECKING:
     from metrics.backbones import Backbone
-from nuwa.tokenizer.vqgan import VQGAN
 
 
 def psnr(real: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from baselines.config import TransformerConfig, resolve_model, sampling_config, 
 from nuwa import checkpoint as ckpt_io
 from nuwa.config import build
 from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
+from nuwa.family import GenerationRequest, module_from_checkpoint
 from nuwa.sampling import SamplingConfig, guide
 from nuwa.text import TextEncoder, drop_text, tokenize
 from nuwa.trainer import Stepper, TrainConfig
@@ -240,10 +240,7 @@ class TransformerFamily(ABC):
 
     def load(self, path: str | Path) -> TokenTransformer:
         """Model with weights from a checkpoint written by ``nuwa train --model <name>``."""
-        ckpt = ckpt_io.load(path, self.kind)
-        module = self.from_config(ckpt["config"])
-        module.load_state_dict(ckpt["model"])
-        return module.eval()
+        return module_from_checkpoint(self, ckpt_io.load(path, self.kind))
 
     def train_config(self, cfg: dict) -> TrainConfig:
         return train_config(cfg, self.name)

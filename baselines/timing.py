@@ -23,7 +23,7 @@ from baselines.config import resolve_model
 from nuwa import checkpoint as ckpt_io
 from nuwa.cli import add_config_args, config_from_args
 from nuwa.errors import UserError
-from nuwa.family import Family, GenerationRequest, get
+from nuwa.family import Family, GenerationRequest, get, module_from_checkpoint
 from nuwa.io import require_file, write_json
 from nuwa.sampling import SamplingConfig
 from nuwa.train import sampling_config
@@ -52,10 +52,7 @@ def load_or_build(name: str, family: Family, cfg: dict, path: str | None) -> nn.
     if not path:
         return family.build(cfg).eval()
     require_file(path, f"{name} checkpoint", f"train one with `nuwa train --model {name}`")
-    ckpt = ckpt_io.load(path, family.kind)
-    module = family.from_config(ckpt["config"])
-    module.load_state_dict(ckpt["model"])
-    return module.eval()
+    return module_from_checkpoint(family, ckpt_io.load(path, family.kind))
 
 
 def measure(cfg: dict, checkpoints: dict[str, str | None], n: int, width_factor: int, seed: int) -> dict:

@@ -58,6 +58,13 @@ class Family(Protocol):
         Raises UserError for what the method cannot do (e.g. Taming extending left/up)."""
 
 
+def module_from_checkpoint(family: Family, ckpt: dict) -> nn.Module:
+    """The model of a checkpoint written by ``nuwa train`` (``nuwa.checkpoint.load`` output), in eval mode."""
+    module = family.from_config(ckpt["config"])
+    module.load_state_dict(ckpt["model"])
+    return module.eval()
+
+
 def get(name: str) -> Family:
     if name not in REGISTRY:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}")

@@ -106,9 +106,7 @@ def load_tokenizer(path: Path, flag: str) -> Any:
 def load(settings: Settings) -> Loaded:
     fam = families.get(settings.model)
     ckpt = checkpoint.load(settings.checkpoint, fam.kind)
-    module = fam.from_config(ckpt["config"])
-    module.load_state_dict(ckpt["model"])
-    module.eval()
+    module = families.module_from_checkpoint(fam, ckpt)
     tok = load_tokenizer(settings.tokenizer, "--tokenizer")
     pg = None
     if settings.task in VIDEO_TASKS:

@@ -40,6 +40,23 @@ def test_table2_plans_the_three_models_and_their_metrics():
     assert counts["table"] == 1 and "provenance" not in counts
 
 
+def test_tokenizers_target_plans_the_tokenizer_part_long_poles_first():
+    r = snakemake("-n", "-F", "tokenizers")
+    assert r.returncode == 0, r.stderr + r.stdout
+    counts = job_counts(r.stdout)
+    assert (counts["render"], counts["vqgan"], counts["pg_vqgan"], counts["encode"], counts["tokenizer_report"]) \
+        == (4, 3, 2, 8, 4)
+    assert "train" not in counts and "generate" not in counts
+    priority = {}
+    for block in r.stdout.split("\nrule ")[1:]:
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:] if ": " in line)
+        priority[(block.split(":")[0], fields.get("wildcards", ""))] = int(fields.get("priority", 0))
+    # renders first, then the VQGAN that most token shards and PG-VQGANs wait on (lhqc: lhqc + lhqv)
+    assert priority[("render", "world=rqf")] > priority[("vqgan", "world=lhqc")] > priority[("vqgan", "world=peppa")] \
+        > priority[("vqgan", "world=rqf")] > priority[("encode", "world=rqf, split=test")] \
+        > priority[("tokenizer_report", "world=rqf")]
+
+
 @pytest.mark.slow
 def test_everything_plans_on_the_embedded_default():
     r = snakemake("-n", "-F")

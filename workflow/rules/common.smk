@@ -5,7 +5,7 @@ import sys
 
 import yaml
 
-from nuwa.data.config import WORLDS, world_config
+from nuwa.data.config import WORLDS, VideoConfig, world_config
 from nuwa.report.plan import BACKBONE_TASK, METRIC_BACKBONE, REFERENCE_BACKBONE, SAMPLE_FIGURES, \
     SWEEP_FIGURES, TABLES, Plan
 
@@ -20,6 +20,7 @@ SECTIONS = ("top", "data", "tokenizer", "nuwa", "baselines", "metrics", "experim
 TABLE_NAMES = ("table1", *TABLES)
 FIGURE_NAMES = (*SWEEP_FIGURES, *SAMPLE_FIGURES, "figure_ncp")
 EXP = config["experiments"]
+VIDEO_WORLDS = tuple(w for w in WORLDS if isinstance(world_config(config, w), VideoConfig))
 
 wildcard_constraints:
     world="|".join(WORLDS),
@@ -75,6 +76,14 @@ def backbone_arg(kind):
 
 def backbone_inputs(kind):
     return [str(PLAN.backbone(kind))] if config.get("metrics", {}).get("backbone", "proxy") == "proxy" else []
+
+
+def vqgan_priority(wc):
+    """Tokenizer training is the long pole every later job waits on, so it starts first (other jobs: 0).
+    Among VQGANs, the one more work waits on goes first: +1 per world it encodes, +1 per video world
+    (whose PG-VQGAN trains on top of it)."""
+    users = [w for w, v in EXP["vqgan_world"].items() if v == wc.world]
+    return 1 + len(users) + len(set(users) & set(VIDEO_WORLDS))
 
 
 def run_of(wc):

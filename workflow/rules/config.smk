@@ -4,6 +4,8 @@
 # Every config file is rewritten only when its section changes (params), so a changed value reruns
 # exactly the jobs that read that section.
 rule config_section:
+    conda:
+        ENV
     output:
         f"{W}/config/{{section}}.yaml",
     log:
@@ -11,9 +13,8 @@ rule config_section:
     benchmark:
         bench("config/{section}")
     params:
-        content=lambda wc: section_content(wc.section),
+        text=lambda wc: yaml.safe_dump(section_content(wc.section), sort_keys=True),
     localrule: True
-    run:
-        from nuwa.io import write_text
-
-        write_text(output[0], yaml.safe_dump(params.content, sort_keys=True))
+    # a shell job (a `run:` job would start a second Snakemake, parsing the workflow again: ~5 s each)
+    shell:
+        "printf '%s' {params.text:q} > {output} 2> {log}"

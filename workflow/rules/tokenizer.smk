@@ -1,6 +1,14 @@
 # Tokenizers (VQGAN per image world, PG-VQGAN per video world), token shards and reconstruction reports.
 
 
+# The tokenizer part on its own: `snakemake --cores all tokenizers`.
+rule tokenizers:
+    input:
+        expand("results/tokenizer/{world}.json", world=WORLDS),
+        [PLAN.pg_vqgan(w) for w in VIDEO_WORLDS],
+        expand(f"{W}/tokens/{{world}}/{{split}}.pt", world=WORLDS, split=("train", "test")),
+
+
 rule vqgan:
     conda:
         ENV
@@ -13,6 +21,7 @@ rule vqgan:
         log("tokenizer/vqgan-{world}"),
     benchmark:
         bench("tokenizer/vqgan-{world}")
+    priority: vqgan_priority
     params:
         py=PY,
         config=config_args("tokenizer"),
@@ -33,6 +42,7 @@ rule pg_vqgan:
         log("tokenizer/pg_vqgan-{world}"),
     benchmark:
         bench("tokenizer/pg_vqgan-{world}")
+    priority: 1
     params:
         py=PY,
         config=config_args("tokenizer"),
@@ -54,6 +64,7 @@ rule encode:
         log("tokens/{world}-{split}"),
     benchmark:
         bench("tokens/{world}-{split}")
+    priority: 1
     params:
         py=PY,
         config=config_args(),

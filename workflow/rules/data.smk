@@ -12,7 +12,7 @@ rule render:
         log("data/{world}"),
     benchmark:
         bench("data/{world}")
-    priority: 10  # seconds of work that the tokenizers (priority 1-4) wait on
+    priority: 10  # a few seconds that every tokenizer job (priorities 1-4) waits on
     params:
         py=PY,
         config=config_args("data"),

@@ -22,9 +22,14 @@ from nuwa.io import atomic_path
 from nuwa.tokenizer.vqgan import VQGAN
 
 
+def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Pixels in [-1, 1] -> uint8 of the same shape (what PNGs and every metric backbone take)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """[3, H, W] in [-1, 1] -> uint8 [H, W, 3]."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return quantize_pixels(x).permute(1, 2, 0).numpy()
 
 
 def from_uint8(a: np.ndarray) -> torch.Tensor:

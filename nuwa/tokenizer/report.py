@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from nuwa.tokenizer.decode import quantize_pixels
 from nuwa.tokenizer.train import open_split
 from nuwa.tokenizer.vqgan import VQGAN
 
@@ -44,11 +45,6 @@ def reconstructions(tokenizer: VQGAN, data_dir: str | Path, split: str,
             yield real, rec, idx
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in [-1, 1] -> uint8, the input of every metric backbone."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def reconstruction_report(tokenizer: VQGAN, data_dir: str | Path, split: str = "test", batch_size: int = 32,
                           backbone: Backbone | None = None) -> dict:
     """PSNR and codebook statistics; with ``backbone`` also the FID of reconstructions against the originals."""
@@ -57,8 +53,8 @@ def reconstruction_report(tokenizer: VQGAN, data_dir: str | Path, split: str = "
         scores.append(psnr(real, rec))
         counts += torch.bincount(idx.flatten(), minlength=tokenizer.n_embed).float()
         if backbone is not None:
-            frames["real"] += list(to_uint8(real))
-            frames["rec"] += list(to_uint8(rec))
+            frames["real"] += list(quantize_pixels(real))
+            frames["rec"] += list(quantize_pixels(rec))
     values = torch.cat(scores)
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum().item()

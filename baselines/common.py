@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +21,9 @@ from einops import rearrange
 from torch import nn
 
 from baselines.config import TransformerConfig, resolve_model, sampling_config, train_config
-from nuwa import checkpoint as ckpt_io
 from nuwa.config import build
 from nuwa.errors import UserError
-from nuwa.family import GenerationRequest, module_from_checkpoint
+from nuwa.family import GenerationRequest
 from nuwa.sampling import SamplingConfig, guide
 from nuwa.text import TextEncoder, drop_text, tokenize
 from nuwa.trainer import Stepper, TrainConfig
@@ -237,10 +235,6 @@ class TransformerFamily(ABC):
 
     def from_config(self, model_config: dict) -> TokenTransformer:
         return TokenTransformer(build(TransformerConfig, model_config, f"{self.name} checkpoint config"))
-
-    def load(self, path: str | Path) -> TokenTransformer:
-        """Model with weights from a checkpoint written by ``nuwa train --model <name>``."""
-        return module_from_checkpoint(self, ckpt_io.load(path, self.kind))
 
     def train_config(self, cfg: dict) -> TrainConfig:
         return train_config(cfg, self.name)

@@ -20,10 +20,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from baselines.config import resolve_model
-from nuwa import checkpoint as ckpt_io
 from nuwa.cli import add_config_args, config_from_args
 from nuwa.errors import UserError
-from nuwa.family import Family, GenerationRequest, get, module_from_checkpoint
+from nuwa.family import Family, GenerationRequest, get, load_module
 from nuwa.io import write_json
 from nuwa.sampling import SamplingConfig
 from nuwa.train import sampling_config
@@ -51,7 +50,7 @@ def load_or_build(family: Family, cfg: dict, path: str | None) -> nn.Module:
     """The trained model of a ``nuwa train --model NAME`` checkpoint, or a fresh one built from the config."""
     if not path:
         return family.build(cfg).eval()
-    return module_from_checkpoint(family, ckpt_io.load(path, family.kind))  # a missing file is one UserError line
+    return load_module(family, path)
 
 
 def measure(cfg: dict, checkpoints: dict[str, str | None], n: int, width_factor: int, seed: int) -> dict:

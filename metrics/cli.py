@@ -19,7 +19,7 @@ from metrics.features import image_features, video_features
 from metrics.fid import fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, list_images, list_videos, read_image
+from metrics.io import captioned, list_images, list_videos
 from metrics.proxies import train_proxy
 from metrics.stats import compare
 from nuwa.cli import add_config_args, config_from_args

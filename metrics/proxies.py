@@ -227,7 +227,6 @@ class ClassifierTrainable(OneLossPerBatch):
         return torch.stack(losses).sum()
 
 
-
 @dataclasses.dataclass
 class ClipTrainable(OneLossPerBatch):
     module: nn.Module
@@ -241,7 +240,6 @@ class ClipTrainable(OneLossPerBatch):
         image = net.encode_image(batch["x"], normalize=True)
         text = net.encode_text(batch["text"], normalize=True)
         return self.clip_loss(image, text, net.logit_scale.exp())
-
 
 
 def train_proxy(kind: Kind, data: str | Path, out: str | Path, cfg: MetricsConfig, seed: int = 0) -> Path:

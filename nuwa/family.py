@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
+from nuwa import checkpoint as ckpt_io
 from nuwa.errors import UserError
 from nuwa.sampling import SamplingConfig
 from nuwa.trainer import Trainable
@@ -63,6 +65,11 @@ def module_from_checkpoint(family: Family, ckpt: dict) -> nn.Module:
     module = family.from_config(ckpt["config"])
     module.load_state_dict(ckpt["model"])
     return module.eval()
+
+
+def load_module(family: Family, path: str | Path) -> nn.Module:
+    """The model of a ``nuwa train --model NAME`` checkpoint file (a missing or foreign file is one UserError line)."""
+    return module_from_checkpoint(family, ckpt_io.load(path, family.kind))
 
 
 def get(name: str) -> Family:

@@ -4,10 +4,11 @@ Training: a mask ratio r ~ U(0, 1) per image, ceil(cos(pi/2 r) * N) tokens (at l
 by [MASK], cross-entropy on the masked tokens; the caption through cross-attention with text dropout.
 
 Decoding (Chang et al., Alg. 1): for steps t = 0 .. T-1 predict every masked token, sample it,
-and re-mask the least confident ones so that floor(N cos(pi/2 (t+1)/T)) stay masked — at least one
-fewer each step, none after the last. Confidence is log p(sampled token) plus Gumbel noise scaled
-by the annealed choice temperature ``choice_temperature * (1 - (t+1)/T)`` (as in the reference code).
-Given and already decoded tokens are never re-masked.
+and re-mask the least confident ones as nuwa.sampling.mask_schedule prescribes (the reference
+code's max(1, min(unknown - 1, floor(N cos(pi/2 (t+1)/T)))), none after the last step; at least one
+fewer each step). Confidence is log p(sampled token) plus Gumbel noise scaled by the annealed
+choice temperature ``choice_temperature * (1 - (t+1)/T)`` (nuwa.sampling.remask, shared with
+NUWA-Infinity's P-NAR). Given and already decoded tokens are never re-masked.
 
 Canvases larger than the training window (wider images, outpainting in any direction) are decoded
 window by window: windows of the training size on a grid with half-window stride; the next window is
@@ -16,7 +17,6 @@ tokens conditioned on everything decoded inside it.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -28,32 +28,7 @@ from baselines.common import (Conditioning, TokenTransformer, TransformerFamily,
                               single_frame, start_canvas)
 from baselines.config import TransformerConfig
 from nuwa.family import GenerationRequest
-from nuwa.sampling import SamplingConfig, sample_logits
-
-
-def mask_schedule(n: int, steps: int) -> list[int]:
-    """Tokens still masked after each decoding step, starting from ``n`` masked tokens."""
-    counts, masked = [], n
-    for t in range(steps):
-        if masked == 0:
-            break
-        target = 0 if t == steps - 1 else math.floor(n * math.cos(math.pi / 2 * (t + 1) / steps))
-        masked = max(0, min(masked - 1, target))
-        counts.append(masked)
-    return counts
-
-
-def training_mask(batch: int, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Bool[batch, n]: per row, ceil(cos(pi/2 r) n) random positions (at least one) with r ~ U(0, 1)."""
-    r = torch.rand(batch, generator=generator, device=device)
-    count = torch.ceil(torch.cos(math.pi / 2 * r) * n).clamp(1, n)
-    rank = torch.rand(batch, n, generator=generator, device=device).argsort(1).argsort(1)
-    return rank < count[:, None]
-
-
-def gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp_min(1e-20)
-    return -torch.log(-torch.log(u))
+from nuwa.sampling import SamplingConfig, choice_temperature, mask_schedule, remask, sample_logits, training_mask
 
 
 @torch.no_grad()
@@ -67,10 +42,8 @@ def decode_window(module: TokenTransformer, tokens: torch.Tensor, fixed: torch.T
         logits = cond.combine(module(cond.expand(inputs), cond.context, positions))
         ids, prob = sample_logits(logits, sampling, generator)
         tokens = torch.where(masked, ids, tokens)
-        noise = sampling.choice_temperature * (1 - (t + 1) / sampling.steps) * gumbel(prob.shape, generator, prob.device)
-        confidence = (prob.log() + noise).masked_fill(~masked, math.inf)
-        lowest = confidence.argsort(1)[:, :still_masked]
-        masked = torch.zeros_like(masked).scatter(1, lowest, True)
+        temperature = choice_temperature(sampling.choice_temperature, t, sampling.steps)
+        masked = remask(prob, masked, still_masked, temperature, generator)
     return tokens
 
 
@@ -108,7 +81,7 @@ class MaskGITFamily(TransformerFamily):
     def loss(self, net: nn.Module, spec: TransformerConfig, batch: dict, training: bool) -> torch.Tensor:
         tokens, text = self.window_tokens(spec, batch)
         generator = None if training else torch.Generator(tokens.device).manual_seed(0)  # fixed validation masks
-        masked = training_mask(*tokens.shape, generator, tokens.device)
+        masked = training_mask(tuple(tokens.shape), generator, tokens.device)
         logits = net(tokens.masked_fill(masked, spec.special), drop_captions(text, spec, training))
         return F.cross_entropy(logits[masked].float(), tokens[masked])
 

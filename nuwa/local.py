@@ -8,17 +8,19 @@ new patches are decoded by the local decoder, and NCP.Add / NCP.Remove follow. L
   each sampled token is fed once (its keys/values join the prefix); the last token is fed once
   more so its cache row exists (LlamaGen-style prefill/decode split). ``kv_cache=False``
   recomputes the whole prefix for every token instead (same tokens, for testing).
-* ``pnar`` MaskGIT-style: all M tokens start masked; at step s of S every masked token is sampled
-  and the most confident are kept so that M*cos(pi/2 * s/S) stay masked (Gumbel-perturbed
-  confidences, annealed). ``nar`` is the same with one step: the whole patch in one pass.
-  The patch's cache comes from a clean pass over the chosen tokens.
+* ``pnar`` MaskGIT's parallel decoding: all M tokens start masked; at step s of S every masked
+  token is sampled, and the least confident (Gumbel-perturbed log-probabilities, annealed choice
+  temperature) are masked again so that nuwa.sampling.mask_schedule's count stays masked -- the
+  same schedule and step as the MaskGIT baseline. Decided tokens never change; every step decides
+  at least one, so with S > M only M steps run. ``nar`` is the same with one step: the whole
+  patch in one pass. The patch's cache comes from a clean pass over the chosen tokens.
 
 Samplers stay out of the model: logits become tokens through nuwa.sampling (temperature, top-k,
 top-p, classifier-free guidance; with guidance the batch is [conditional; unconditional]).
 """
 from __future__ import annotations
 
-import math
+import logging
 
 import torch
 from einops import rearrange
@@ -29,8 +31,10 @@ from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
 from nuwa.model import NuwaInfinity, TextState
 from nuwa.ncp import NCP, Memory, Positions, merge
-from nuwa.sampling import SamplingConfig, guide, sample_logits
+from nuwa.sampling import SamplingConfig, choice_temperature, guide, mask_schedule, remask, sample_logits
 from nuwa.text import tokenize
+
+log = logging.getLogger(__name__)
 
 
 class Context:
@@ -75,31 +79,36 @@ def decode_ar(ctx: Context, clean: Positions, kv_cache: bool = True) -> tuple[to
 
 
 def decode_masked(ctx: Context, clean: Positions, query: Positions, steps: int) -> tuple[torch.Tensor, Memory]:
-    """NAR (steps=1) / P-NAR local decoder: tokens Long[B', M] and the patch's NCP entry."""
+    """NAR (steps=1) / P-NAR local decoder: tokens Long[B', M] and the patch's NCP entry.
+
+    MaskGIT's parallel decoding inside the patch: every step samples all masked tokens, keeps the
+    sampled ones except the least confident, which are masked again as nuwa.sampling.mask_schedule
+    prescribes; a decided token never changes."""
     tokens = query.idx.shape[1] - 1
-    half = query.idx.shape[0] // (2 if ctx.guided else 1)
+    rows = query.idx.shape[0]
+    half = rows // (2 if ctx.guided else 1)
     ids = torch.full_like(query.idx, ctx.model.mask_id)
     ids[:, 0] = 0
-    for s in range(steps):
+    masked = torch.ones(half, tokens, dtype=torch.bool, device=ids.device)
+    for s, still_masked in enumerate(mask_schedule(tokens, steps)):
         sampled, prob = ctx.sample(ctx.model(ids, query, ctx.memory, ctx.text).logits[:, 1:])
-        masked = ids[:half, 1:] == ctx.model.mask_id
-        still_masked = math.floor(tokens * math.cos(math.pi / 2 * (s + 1) / steps))
-        anneal = ctx.sampling.choice_temperature * (1.0 - (s + 1) / steps)
-        uniform = torch.rand(prob[:half].shape, generator=ctx.generator, device="cpu").to(prob.device)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
-        confidence = (prob[:half].clamp_min(1e-20).log() + anneal * gumbel).masked_fill(~masked, float("inf"))
-        keep = confidence.topk(tokens - still_masked, dim=-1).indices
-        chosen = ids[:half, 1:].scatter(1, keep, sampled[:half].gather(1, keep))
-        ids[:, 1:] = chosen.repeat(ids.shape[0] // half, 1)
+        chosen = torch.where(masked, sampled[:half], ids[:half, 1:])
+        temperature = choice_temperature(ctx.sampling.choice_temperature, s, steps)
+        masked = remask(prob[:half], masked, still_masked, temperature, ctx.generator)
+        ids[:, 1:] = chosen.masked_fill(masked, ctx.model.mask_id).repeat(rows // half, 1)
     return ids[:, 1:], ctx.teacher(ids[:, 1:], clean)
+
+
+def local_steps(model: NuwaInfinity, sampling: SamplingConfig) -> int:
+    """Parallel decoding steps per patch: 1 for NAR, ``sampling.steps`` for P-NAR (0 for AR)."""
+    return {"ar": 0, "nar": 1, "pnar": sampling.steps}[model.cfg.local]
 
 
 def local_decode(ctx: Context, clean: Positions, query: Positions, kv_cache: bool = True) -> tuple[torch.Tensor, Memory]:
     """Dispatch on the model's local decoder (config ``nuwa.model.local``)."""
-    kind = ctx.model.cfg.local
-    if kind == "ar":
+    if ctx.model.cfg.local == "ar":
         return decode_ar(ctx, clean, kv_cache)
-    return decode_masked(ctx, clean, query, 1 if kind == "nar" else ctx.sampling.steps)
+    return decode_masked(ctx, clean, query, local_steps(ctx.model, ctx.sampling))
 
 
 def known_patches(mask: torch.Tensor, m: int) -> torch.Tensor:
@@ -124,6 +133,11 @@ def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = T
     if mask.any() and request.known is None:
         raise ValueError("known_mask without known tokens")
     pre, new = adc.plan((frames, h // m, w // m), known_patches(mask.cpu(), m))
+    steps = local_steps(model, request.sampling)
+    run = len(mask_schedule(model.cfg.tokens_per_patch, steps))
+    if model.cfg.local == "pnar" and run < steps:
+        log.info("P-NAR: a %d-token patch is decoded after %d of the %d configured steps (each step decides "
+                 "at least one token); the other steps are not run", model.cfg.tokens_per_patch, run, steps)
     plan = pre + new
     batch = request.batch
     guided = model.text is not None and request.sampling.guidance != 1.0

@@ -1,10 +1,12 @@
-"""Token sampling shared by every generator: temperature, top-k, top-p and classifier-free guidance.
+"""Token sampling shared by every generator: temperature, top-k, top-p, classifier-free guidance,
+and the parallel (MaskGIT) decoding step of P-NAR and the MaskGIT baseline.
 
 Samplers stay out of the models (as in Halton-MaskGIT): a model returns logits, these functions
 turn logits into tokens.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,3 +61,56 @@ def sample_logits(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Ge
     flat = probs.reshape(-1, probs.shape[-1])
     ids = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
     return ids, probs.gather(-1, ids[..., None])[..., 0]
+
+
+def training_mask(shape: tuple[int, ...], generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool[shape]: MaskGIT's training mask over the last axis (N tokens). Per leading index a ratio
+    r ~ U(0, 1) masks ceil(cos(pi/2 r) N) random tokens, at least one."""
+    n = shape[-1]
+    ratio = torch.cos(math.pi / 2 * torch.rand(shape[:-1], generator=generator, device=device))
+    count = (ratio * n).ceil().clamp(1, n)
+    ranks = torch.rand(shape, generator=generator, device=device).argsort(-1).argsort(-1)
+    return ranks < count[..., None]
+
+
+def mask_schedule(unknown: int, steps: int) -> list[int]:
+    """MaskGIT's cosine schedule: how many of ``unknown`` masked tokens are still masked after each
+    step that runs (Chang et al. 2022, parallel decoding).
+
+    After step s: max(1, min(still masked - 1, floor(unknown * cos(pi/2 * (s+1)/steps)))); the last
+    step unmasks the rest. Every step unmasks at least one token, so with steps > unknown the
+    decoding is done after ``unknown`` steps and the extra steps are not run (the list is shorter)."""
+    counts, masked = [], unknown
+    for s in range(steps):
+        if masked == 0:
+            break
+        target = math.floor(unknown * math.cos(math.pi / 2 * (s + 1) / steps))
+        masked = 0 if s == steps - 1 or masked == 1 else max(1, min(masked - 1, target))
+        counts.append(masked)
+    return counts
+
+
+def gumbel(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard Gumbel noise, drawn on the generator's device (a CPU generator also serves CUDA)."""
+    where = generator.device if generator is not None else device
+    u = torch.rand(shape, generator=generator, device=where).clamp_min(1e-20).to(device)
+    return -torch.log(-torch.log(u))
+
+
+def remask(prob: torch.Tensor, masked: torch.Tensor, still_masked: int, temperature: float,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bool[B, N]: the ``still_masked`` tokens to mask again after a parallel decoding step.
+
+    ``prob`` [B, N] is the probability of each freshly sampled token, ``masked`` [B, N] what was
+    masked before the step. The least confident of those are masked again, confidence being
+    log p + temperature * Gumbel noise (MaskGIT's annealed choice temperature); a token decided
+    before the step (``masked`` False) is never masked again."""
+    confidence = prob.clamp_min(1e-20).log() + temperature * gumbel(prob.shape, generator, prob.device)
+    lowest = confidence.masked_fill(~masked, math.inf).argsort(-1)[..., :still_masked]
+    return torch.zeros_like(masked).scatter(-1, lowest, True)
+
+
+def choice_temperature(scale: float, step: int, steps: int) -> float:
+    """The Gumbel scale of parallel decoding step ``step`` of ``steps``: ``scale`` annealed linearly to 0."""
+    return scale * (1.0 - (step + 1) / steps)

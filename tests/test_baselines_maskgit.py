@@ -1,4 +1,4 @@
-"""MaskGIT baseline: cosine schedule, iterative decoding, windowed outpainting in every direction, training."""
+"""MaskGIT baseline: iterative decoding by the shared schedule, windowed outpainting in every direction, training."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,7 @@ from baselines import maskgit
 from baselines.common import Conditioning
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get
-from nuwa.sampling import SamplingConfig
+from nuwa.sampling import SamplingConfig, mask_schedule, training_mask
 from nuwa.trainer import TrainConfig, fit
 
 N_EMBED, WINDOW = 16, (4, 4)
@@ -33,21 +33,6 @@ def request(grid, known=None, mask=None, seed=0, steps=4, guidance=1.0, batch=2)
                              generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("n", [1, 5, 16, 64, 256])
-@pytest.mark.parametrize("steps", [1, 3, 8, 12])
-def test_schedule_follows_cosine_at_least_one_per_step_none_left(n, steps):
-    counts = maskgit.mask_schedule(n, steps)
-    assert counts[-1] == 0 and len(counts) <= steps
-    before = [n] + counts[:-1]
-    for t, (prev, now) in enumerate(zip(before, counts)):
-        assert now <= prev - 1  # at least one token unmasked per step
-        if t < steps - 1:
-            cosine = math.floor(n * math.cos(math.pi / 2 * (t + 1) / steps))
-            assert now == min(prev - 1, cosine)
-    if n >= 4 * steps:  # enough tokens: the cosine alone decides every step
-        assert counts == [math.floor(n * math.cos(math.pi / 2 * (t + 1) / steps)) for t in range(steps - 1)] + [0]
-
-
 def test_decoding_unmasks_what_the_schedule_prescribes(model, monkeypatch):
     masked_inputs = []
     forward = model.forward
@@ -58,13 +43,13 @@ def test_decoding_unmasks_what_the_schedule_prescribes(model, monkeypatch):
     fixed[:3] = True
     cond = Conditioning(model, None, 2, 1.0)
     out = maskgit.decode_window(model, tokens, fixed, cond, SamplingConfig(steps=5), torch.Generator().manual_seed(0))
-    schedule = maskgit.mask_schedule(13, 5)
+    schedule = mask_schedule(13, 5)
     assert masked_inputs == [13] + schedule[:-1]
     assert torch.equal(out[:, :3], tokens[:, :3]) and int(out.max()) < N_EMBED
 
 
 def test_training_mask_fraction_is_cosine_of_uniform():
-    mask = maskgit.training_mask(4000, 64, torch.Generator().manual_seed(0), torch.device("cpu"))
+    mask = training_mask((4000, 64), torch.Generator().manual_seed(0))
     per_row = mask.sum(1).float()
     assert per_row.min() >= 1
     # E[ceil(64 cos(pi/2 r))] / 64 with r ~ U(0, 1) is about 2/pi (+ half a token for the ceiling)

@@ -40,7 +40,7 @@ class TextState(NamedTuple):
 
 class Output(NamedTuple):
     logits: torch.Tensor  # [B, S, codebook]
-    cache: Memory         # layer-0 inputs and per-layer K/V of the new positions
+    cache: Memory         # per-layer inputs (Eq. 12) and per-layer K/V of the new positions
 
 
 class Attention(nn.Module):
@@ -82,8 +82,8 @@ class Block(nn.Module):
         q = self.attn.split(self.attn.q(h))
         k_new, v_new = self.attn.keys_values(h)
         pairs = []
-        if memory is not None and memory.emb is not None:  # w/o caches: project the context's layer-0 input
-            pairs.append(self.attn.keys_values(self.norm1(memory.emb)))
+        if memory is not None and memory.hidden is not None:  # Eq. 12: project the context's layer inputs now
+            pairs.append(self.attn.keys_values(self.norm1(memory.layer_input(layer))))
         if memory is not None and memory.kv is not None:
             pairs.append(memory.kv[layer])
         pairs.append((k_new, v_new))
@@ -142,9 +142,10 @@ class NuwaInfinity(nn.Module):
                 for t in (rank, *per_patch, streams[None, None, :, None].expand(shape), idx, tpos)]
         return Positions(*flat, valid=torch.ones_like(flat[0], dtype=torch.bool))
 
-    def attention_mask(self, q: Positions, k: Positions, from_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def attention_mask(self, q: Positions, k: Positions, from_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(allowed Bool[B, Sq, Sk], ADC.emb offset index Long[B, Sq, Sk]) -- the one mask rule.
-        ``from_emb`` Bool[Sk] marks keys projected from layer-0 inputs (the w/o-caches context)."""
+        ``from_hidden`` Bool[Sk] marks keys each layer projects from cached layer inputs (the context
+        of training, and the w/o-caches context)."""
         def pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return a[:, :, None], b[:, None, :]
         qr, kr = pair(q.rank, k.rank)
@@ -152,12 +153,12 @@ class NuwaInfinity(nn.Module):
         qi, ki = pair(q.idx, k.idx)
         offset, inside = self.rel.offset(q.f[:, :, None] - k.f[:, None], k.r[:, None] - q.r[:, :, None],
                                           k.c[:, None] - q.c[:, :, None])
-        own = (qr == kr) & (qs == ks) & ~from_emb[None, None]
+        own = (qr == kr) & (qs == ks) & ~from_hidden[None, None]
         if not self.bidirectional:
             own = own & (ki <= qi)
         context = (kr < qr) & (ks == 0) & (ki >= 1) & inside
         if not self.cfg.caches:  # w/o caches: context only through the layer-0 inputs
-            context = context & from_emb[None, None]
+            context = context & from_hidden[None, None]
         return (own | context) & k.valid[:, None, :], offset
 
     def encode_text(self, text: torch.Tensor | None) -> TextState | None:
@@ -179,27 +180,36 @@ class NuwaInfinity(nn.Module):
         forward, equal to the sequential NCP pass for fixed parameters (w/o caches, the clean
         tokens' layer-0 inputs become the memory)."""
         if parallel and not self.cfg.caches:
-            keep = ((pos.stream[0] == 0) & (pos.idx[0] >= 1)).nonzero().flatten()
-            memory = Memory(emb_pos=pos[keep], emb=self.embed(ids[:, keep], pos[keep]))
+            keep = clean_tokens(pos)
+            memory = Memory(hid_pos=pos[keep], hidden=self.embed(ids[:, keep], pos[keep])[None])
         state = self.encode_text(text) if isinstance(text, torch.Tensor) else text
         mem_pos = memory.positions() if memory is not None else None
         keys = pos if mem_pos is None else Positions.cat([mem_pos, pos])
-        from_emb = torch.zeros(keys.idx.shape[1], dtype=torch.bool, device=ids.device)
-        if memory is not None and memory.emb is not None:
-            from_emb[:memory.emb.shape[1]] = True
-        allowed, offset = self.attention_mask(pos, keys, from_emb)
-        x0 = self.embed(ids, pos)
-        x, kv = x0, []
+        from_hidden = torch.zeros(keys.idx.shape[1], dtype=torch.bool, device=ids.device)
+        if memory is not None:
+            from_hidden[:memory.hidden_length] = True
+        allowed, offset = self.attention_mask(pos, keys, from_hidden)
+        x, inputs, kv = self.embed(ids, pos), [], []
         for layer, block in enumerate(self.blocks):
+            inputs.append(x)
             x, new = block(x, memory, layer, self.rel, allowed, offset, keys.tpos, state)
             kv.append(new)
-        return Output(self.head(self.norm(x)), Memory(pos, x0, pos, kv))
+        return Output(self.head(self.norm(x)), Memory(pos, torch.stack(inputs), pos, kv))
 
-    def pool_entry(self, cache: Memory) -> Memory:
+    def pool_entry(self, cache: Memory, project: bool = True) -> Memory:
         """What NCP keeps of a finished patch: its clean token positions, as per-layer K/V
-        (caches on) or as layer-0 inputs (w/o caches, Table 6)."""
+        (``project``: inference, parameters fixed) or as the layer inputs a_n of Eq. 12 (training:
+        later patches project them with the current weights). w/o caches (Table 6): the layer-0
+        inputs only."""
         pos = cache.kv_pos
-        keep = ((pos.stream[0] == 0) & (pos.idx[0] >= 1)).nonzero().flatten()
-        if self.cfg.caches:
-            return Memory(kv_pos=pos[keep], kv=[(k[:, :, keep], v[:, :, keep]) for k, v in cache.kv])
-        return Memory(emb_pos=pos[keep], emb=cache.emb[:, keep])
+        keep = clean_tokens(pos)
+        if not self.cfg.caches:
+            return Memory(hid_pos=pos[keep], hidden=cache.hidden[:1, :, keep])
+        if not project:
+            return Memory(hid_pos=pos[keep], hidden=cache.hidden[:, :, keep])
+        return Memory(kv_pos=pos[keep], kv=[(k[:, :, keep], v[:, :, keep]) for k, v in cache.kv])
+
+
+def clean_tokens(pos: Positions) -> torch.Tensor:
+    """Indices of the clean-stream token positions (what a patch's cache keeps; no start slot)."""
+    return ((pos.stream[0] == 0) & (pos.idx[0] >= 1)).nonzero().flatten()

@@ -8,10 +8,12 @@ a finished patch's cache and ``remove(n)`` drops every cache no patch after n ca
 each patch's last use precomputed from the known order. Memory is bounded by the extent: in
 omega order over H patch rows at most (e_w + 1) * H caches are alive.
 
-A cache is the per-layer keys and values of the patch's M token positions (equivalent to caching
-the layer inputs a_n of Eq. 12, because ADC.emb is applied after the projection). In the
-"w/o caches" mode (Table 6) it is only the first-layer input (the token embeddings), which every
-layer projects itself.
+A cache holds the patch's M clean token positions in one of two forms. In training it is the
+layer inputs a_n of Eq. 12 (``hidden``: the input of every layer, detached), which each layer of a
+later patch projects with its CURRENT W^k / W^v, so those weights and the pre-attention norm get
+gradients through the context. At inference the parameters are fixed, so the projected per-layer
+keys and values (``kv``) are the same numbers and cheaper. In the "w/o caches" mode (Table 6) it is
+only the first-layer input (the token embeddings), which every layer projects itself.
 """
 from __future__ import annotations
 
@@ -53,47 +55,58 @@ class Positions:
 
 @dataclass
 class Memory:
-    """Keys the new positions attend to besides themselves: projected per-layer K/V (``kv``), or
-    first-layer inputs each layer projects (``emb``), or both (emb first, then kv)."""
+    """Keys the new positions attend to besides themselves: layer inputs that each layer projects
+    itself (``hidden``), or already projected per-layer K/V (``kv``), or both (hidden first).
 
-    emb_pos: Positions | None = None
-    emb: torch.Tensor | None = None   # [B, S_e, d]
+    ``hidden`` is [L, B, S_h, d] (Eq. 12: the input of each of the L layers) or [1, B, S_h, d] (w/o
+    caches: the token embeddings, which every layer reads)."""
+
+    hid_pos: Positions | None = None
+    hidden: torch.Tensor | None = None
     kv_pos: Positions | None = None
-    kv: KV | None = None              # per layer ([B, h, S_k, dh], [B, h, S_k, dh])
+    kv: KV | None = None  # per layer ([B, h, S_k, dh], [B, h, S_k, dh])
 
     def positions(self) -> Positions | None:
-        parts = [p for p in (self.emb_pos, self.kv_pos) if p is not None]
+        parts = [p for p in (self.hid_pos, self.kv_pos) if p is not None]
         return Positions.cat(parts) if parts else None
+
+    @property
+    def hidden_length(self) -> int:
+        return 0 if self.hidden is None else self.hidden.shape[2]
+
+    def layer_input(self, layer: int) -> torch.Tensor:
+        """The hidden states layer ``layer`` projects: its own input, or the shared token embeddings."""
+        return self.hidden[layer if self.hidden.shape[0] > 1 else 0]
 
     def extend(self, pos: Positions, kv: KV) -> Memory:
         """This memory plus more projected positions (the AR decoder's own prefix)."""
         if self.kv is None:
-            return Memory(self.emb_pos, self.emb, pos, kv)
+            return Memory(self.hid_pos, self.hidden, pos, kv)
         merged = [(torch.cat([k0, k1], 2), torch.cat([v0, v1], 2)) for (k0, v0), (k1, v1) in zip(self.kv, kv)]
-        return Memory(self.emb_pos, self.emb, Positions.cat([self.kv_pos, pos]), merged)
+        return Memory(self.hid_pos, self.hidden, Positions.cat([self.kv_pos, pos]), merged)
 
     def detach(self) -> Memory:
         kv = None if self.kv is None else [(k.detach(), v.detach()) for k, v in self.kv]
-        return Memory(self.emb_pos, None if self.emb is None else self.emb.detach(), self.kv_pos, kv)
+        return Memory(self.hid_pos, None if self.hidden is None else self.hidden.detach(), self.kv_pos, kv)
 
     def nbytes(self) -> int:
-        tensors = ([self.emb] if self.emb is not None else []) + [t for kv in self.kv or [] for t in kv]
+        tensors = ([self.hidden] if self.hidden is not None else []) + [t for kv in self.kv or [] for t in kv]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def merge(parts: list[Memory]) -> Memory | None:
-    """Concatenate memories along the sequence (their emb parts and their kv parts)."""
+    """Concatenate memories along the sequence (their hidden parts and their kv parts)."""
     if not parts:
         return None
     first = parts[0]
-    emb_pos = emb = kv_pos = kv = None
-    if first.emb is not None:
-        emb_pos, emb = Positions.cat([p.emb_pos for p in parts]), torch.cat([p.emb for p in parts], 1)
+    hid_pos = hidden = kv_pos = kv = None
+    if first.hidden is not None:
+        hid_pos, hidden = Positions.cat([p.hid_pos for p in parts]), torch.cat([p.hidden for p in parts], 2)
     if first.kv is not None:
         kv_pos = Positions.cat([p.kv_pos for p in parts])
         kv = [(torch.cat([p.kv[i][0] for p in parts], 2), torch.cat([p.kv[i][1] for p in parts], 2))
               for i in range(len(first.kv))]
-    return Memory(emb_pos, emb, kv_pos, kv)
+    return Memory(hid_pos, hidden, kv_pos, kv)
 
 
 def neighbours(coords: torch.Tensor, extent: tuple[int, int, int]) -> list[list[int]]:

@@ -1,15 +1,15 @@
 """NUWA-Infinity as a model family (nuwa.family): build, training recipe (Algorithm 1), generation.
 
 Training draws one of the four ADC orders per sample. ``patch`` loss runs the patches in order
-through NCP and makes an optimizer step after every patch, with the context caches detached
-(paper 4.5.3); ``accumulated`` loss computes the whole image in one forward (the parallel form,
+through NCP and makes an optimizer step after every patch (paper 4.5.3). The caches NCP keeps
+are the patches' detached layer inputs a_n (Eq. 12), which every later patch projects with the
+current W^k / W^v, so those weights learn through the context too; ``accumulated`` loss computes the whole image in one forward (the parallel form,
 exact for fixed parameters) and makes one step per image. Validation uses the parallel form with
 a fixed order per sample (sample i gets order i mod 4) and fixed masks, so epochs compare.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
 from nuwa.model import NuwaInfinity
 from nuwa.ncp import NCP, Positions
+from nuwa.sampling import training_mask
 from nuwa.settings import ModelConfig, NuwaSettings, settings
 from nuwa.text import drop_text
 from nuwa.trainer import Stepper
@@ -46,14 +47,10 @@ class Layout:
 
 
 def patch_masks(shape: tuple[int, int, int], local_kind: str, generator: torch.Generator | None) -> torch.Tensor:
-    """Bool[B, N, M] tokens to mask: all for NAR; a cosine-schedule ratio per patch for P-NAR (MaskGIT)."""
-    b, n, tokens = shape
+    """Bool[B, N, M] tokens to mask: all for NAR; MaskGIT's cosine-schedule ratio per patch for P-NAR."""
     if local_kind == "nar":
         return torch.ones(shape, dtype=torch.bool)
-    ratio = torch.cos(math.pi / 2 * torch.rand(b, n, 1, generator=generator))
-    count = (ratio * tokens).ceil().clamp(1, tokens)
-    ranks = torch.rand(shape, generator=generator).argsort(-1).argsort(-1)
-    return ranks < count
+    return training_mask(shape, generator)
 
 
 def teacher_layout(model: NuwaInfinity, tokens: torch.Tensor, orders: torch.Tensor,
@@ -95,7 +92,8 @@ def sequential(net: nn.Module, model: NuwaInfinity, layout: Layout, text: torch.
                autocast: Callable[[], Any] = contextlib.nullcontext) -> tuple[torch.Tensor, list[float]]:
     """Algorithm 1 patch by patch through NCP: logits [B, S, V] and each patch's loss.
 
-    ``step`` (patch loss) is called with every patch's loss; the caches are detached."""
+    ``step`` (patch loss) is called with every patch's loss. NCP keeps each patch's layer inputs
+    (Eq. 12), detached, and the next patches project them with the weights of that moment."""
     ncp = NCP(layout.coords, model.cfg.extent)
     per = layout.ids.shape[1] // layout.patches
     logits, losses = [], []
@@ -108,7 +106,7 @@ def sequential(net: nn.Module, model: NuwaInfinity, layout: Layout, text: torch.
             step(loss)
         logits.append(out.logits.detach())
         losses.append(loss.item())
-        ncp.add(n, model.pool_entry(out.cache).detach())
+        ncp.add(n, model.pool_entry(out.cache, project=False).detach())
         ncp.remove(n)
     return torch.cat(logits, 1), losses
 

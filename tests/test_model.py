@@ -94,3 +94,34 @@ def test_without_caches_distant_patches_do_not_leak_through_deeper_layers():
     changed = model(ids, layout.pos, parallel=True).logits
     assert not torch.allclose(changed[:, 5:10], base[:, 5:10])
     assert torch.equal(changed[:, 10:], base[:, 10:])  # patch 2 only sees patch 1's token embeddings
+
+
+def context_pass(model: NuwaInfinity, layout, project: bool):
+    """Patch 1's loss with patch 0's cache in NCP as layer inputs (Eq. 12) or as projected K/V."""
+    from nuwa.nuwa_family import loss_of
+    from nuwa.ncp import NCP
+
+    per = layout.ids.shape[1] // layout.patches
+    first, second = slice(0, per), slice(per, 2 * per)
+    ncp = NCP(layout.coords, model.cfg.extent)
+    ncp.add(0, model.pool_entry(model(layout.ids[:, first], layout.pos[first]).cache, project).detach())
+    out = model(layout.ids[:, second], layout.pos[second], ncp.select(1))
+    return out.logits, loss_of(out.logits, layout.targets[:, second])
+
+
+@pytest.mark.parametrize("local", ["ar", "pnar"])
+def test_eq12_caches_equal_projected_kv_but_train_the_projections_through_the_context(local):
+    torch.manual_seed(5)
+    model = NuwaInfinity(tiny(local=local, text=None)).double()
+    layout = teacher_layout(model, torch.randint(0, 16, (2, 1, 4, 4)), torch.tensor([0, 2]),
+                            torch.Generator().manual_seed(0))
+    grads = {}
+    for project in (True, False):
+        model.zero_grad()
+        logits, loss = context_pass(model, layout, project)
+        loss.backward()
+        grads[project] = [p.grad.clone() for p in (model.blocks[1].attn.kv.weight, model.blocks[1].norm1.weight)]
+        grads[project, "logits"] = logits.detach()
+    assert (grads[True, "logits"] - grads[False, "logits"]).abs().max() < 1e-12  # same numbers for fixed weights
+    for with_kv, with_inputs in zip(grads[True], grads[False]):
+        assert not torch.allclose(with_kv, with_inputs)  # Eq. 12: W^k, W^v and the norm also learn from the context

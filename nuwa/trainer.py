@@ -4,8 +4,9 @@ What a model family supplies is a :class:`Trainable`: how one batch turns into o
 optimizer steps (``training_step``) and a validation loss. The loop owns the rest: AdamW with
 linear warm-up and cosine decay, bf16 autocast on GPU, DistributedDataParallel under torchrun
 (world size 1 on CPU, same code path), a deterministic resumable data order, periodic
-checkpoints with RNG state (exact resume after a kill), a per-epoch validation CSV and progress
-bars.
+checkpoints with RNG state (exact resume after a kill), a validation history (every epoch end and
+every ``eval_every`` batches: epochs done, optimizer steps, training examples seen, the mean
+training loss since the previous row, the validation loss) and progress bars.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from nuwa import checkpoint as ckpt_io
+from nuwa.errors import UserError
 from nuwa.io import write_text
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,15 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     grad_clip: float = 1.0
     checkpoint_every: int = 200  # optimizer steps between resume checkpoints
+    eval_every: int = 0          # training batches between validation rows in the history (0: epoch ends only)
     num_workers: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if self.eval_every < 0:
+            raise ValueError("eval_every must be >= 0 (0: validate at the end of each epoch only)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
 
@@ -195,7 +200,7 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, max(1, int(cfg.warmup_ratio * total))))
     step = Stepper(params, optimizer, scheduler, cfg.grad_clip, _autocast_factory(device, cfg.precision))
 
-    epoch, batch_idx, history = 0, 0, []
+    epoch, batch_idx, history, pending = 0, 0, [], []  # pending: training losses since the last history row
     rpath = resume_path(out)
     if resume and rpath.is_file():
         state = ckpt_io.load(rpath, kind)
@@ -203,6 +208,9 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         epoch, batch_idx, step.steps, history = state["epoch"], state["batch"], state["steps"], state["history"]
+        if "pending" not in state:
+            raise UserError(f"{rpath} was written by an older nuwa train (no running loss); delete it to train afresh")
+        pending = state["pending"]
         ckpt_io.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
         log.info("resuming %s from %s (epoch %d, batch %d, step %d)", desc, rpath, epoch, batch_idx, step.steps)
 
@@ -215,8 +223,21 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
         if info.main:
             ckpt_io.save(rpath, kind=kind, config=model_config, model=module.state_dict(),
                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                         epoch=epoch, batch=batch_idx, steps=step.steps, history=history, rng=rngs,
+                         epoch=epoch, batch=batch_idx, steps=step.steps, history=history, pending=pending, rng=rngs,
                          train_config=asdict(cfg), seed=seed)
+
+    def record() -> None:
+        """One history row: validation now, and the mean training loss since the previous row."""
+        val = evaluate(trainable, net, val_set, cfg, device, collate) if val_set is not None else float("nan")
+        done = epoch + batch_idx / batches_per_epoch
+        history.append({"epoch": int(done) if done.is_integer() else round(done, 6), "step": step.steps,
+                        "examples": (epoch * batches_per_epoch + batch_idx) * cfg.batch_size * info.world,
+                        "train_loss": sum(pending) / len(pending) if pending else float("nan"),
+                        "val_loss": val, "seconds": round(time.time() - t0, 3)})
+        pending.clear()
+        log.info("%s epoch %.3g: train %.4f val %.4f", desc, history[-1]["epoch"], history[-1]["train_loss"], val)
+        if info.main and history_csv is not None:
+            write_history(Path(history_csv), history)
 
     last_saved = step.steps
     while epoch < cfg.epochs:
@@ -225,15 +246,18 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
                             num_workers=cfg.num_workers, collate_fn=collate,
                             generator=torch.Generator().manual_seed(seed + epoch))  # keeps the global RNG untouched
         module.train()
-        t0, losses = time.time(), []
+        t0 = time.time()
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not info.main,
                    initial=batch_idx, total=batches_per_epoch, leave=False)
         for batch in bar:
             batch = _to(batch, device)
             loss = trainable.training_step(net, batch, step)
-            losses.append(loss)
+            pending.append(loss)
             batch_idx += 1
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if cfg.eval_every and batch_idx % cfg.eval_every == 0 and batch_idx < batches_per_epoch:
+                record()
+                t0 = time.time()
             if stop_after is not None and step.steps >= stop_after:
                 save_resume()
                 log.info("stopped after %d optimizer steps; rerun to resume", step.steps)
@@ -241,16 +265,10 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
             if step.steps - last_saved >= cfg.checkpoint_every:
                 save_resume()
                 last_saved = step.steps
-        val = evaluate(trainable, net, val_set, cfg, device, collate) if val_set is not None else float("nan")
-        history.append({"epoch": epoch + 1, "step": step.steps,
-                        "train_loss": sum(losses) / max(1, len(losses)) if losses else float("nan"),
-                        "val_loss": val, "seconds": round(time.time() - t0, 3)})
-        log.info("%s epoch %d: train %.4f val %.4f", desc, epoch + 1, history[-1]["train_loss"], val)
+        record()
         epoch, batch_idx = epoch + 1, 0
         save_resume()
         last_saved = step.steps
-        if info.main and history_csv is not None:
-            write_history(Path(history_csv), history)
 
     if info.main:
         ckpt_io.save(out, kind=kind, config=model_config, model=module.state_dict(), history=history,

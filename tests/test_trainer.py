@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 import torch
@@ -62,15 +63,32 @@ def test_training_lowers_loss_and_writes_history(tmp_path):
 
 @pytest.mark.parametrize("stop_after", [3, 8, 13])  # mid-epoch, on an epoch boundary, mid second-epoch
 def test_resume_after_kill_continues_the_same_run(tmp_path, stop_after):
+    cfg = dataclasses.replace(CFG, eval_every=3)
     full = tmp_path / "full.pt"
-    fit(Noisy(2), data(), data(16), CFG, out=full, kind="toy", model_config={})
+    fit(Noisy(2), data(), data(16), cfg, out=full, kind="toy", model_config={})
     part = tmp_path / "part.pt"
-    fit(Noisy(2), data(), data(16), CFG, out=part, kind="toy", model_config={}, stop_after=stop_after)
+    fit(Noisy(2), data(), data(16), cfg, out=part, kind="toy", model_config={}, stop_after=stop_after)
     assert not part.exists() and resume_path(part).exists()
     torch.manual_seed(123)  # a fresh process would have different global RNG state
-    fit(Noisy(2), data(), data(16), CFG, out=part, kind="toy", model_config={})
-    a, b = checkpoint.load(full, "toy")["model"], checkpoint.load(part, "toy")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    fit(Noisy(2), data(), data(16), cfg, out=part, kind="toy", model_config={})
+    a, b = checkpoint.load(full, "toy"), checkpoint.load(part, "toy")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # the running training loss survives the interruption: every history row equals the uninterrupted run's
+    assert without_seconds(a["history"]) == without_seconds(b["history"])
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_validation_every_few_batches_counts_epochs_steps_and_examples(tmp_path):
+    hist = tmp_path / "h.csv"
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, eval_every=3)
+    fit(Noisy(2), data(), data(16), cfg, out=tmp_path / "m.pt", kind="toy", model_config={}, history_csv=hist)
+    rows = list(csv.DictReader(hist.open()))
+    assert [r["epoch"] for r in rows] == ["0.375", "0.75", "1", "1.375", "1.75", "2"]
+    assert [int(r["examples"]) for r in rows] == [24, 48, 64, 88, 112, 128]
+    assert [int(r["step"]) for r in rows] == [6, 12, 16, 22, 28, 32]  # 2 optimizer steps per batch
 
 
 def test_sampler_shards_and_skips():

@@ -12,7 +12,7 @@ from nuwa.report import paper
 from nuwa.report.claims import Claim, judge, table_claim
 from nuwa.report.figures import write_figure
 from nuwa.report.plan import TABLES, Plan
-from nuwa.report.tables import convergence_epoch, table1, write_table
+from nuwa.report.tables import convergence, table1, write_table
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
 B = 50  # bootstrap replicates in the fixtures
@@ -91,10 +91,51 @@ def test_exact_numbers_compare_directly():
     assert judge({"value": 50}, {"value": 50}, False, 0.95)["verdict"] == "inconclusive"
 
 
-def test_convergence_epoch_is_first_within_two_percent_of_the_minimum(tmp_path):
-    h = tmp_path / "history.csv"
-    h.write_text("epoch,step,train_loss,val_loss,seconds\n1,10,5,4.0,1\n2,20,4,3.05,1\n3,30,3,3.0,1\n4,40,2,3.01,1\n")
-    assert convergence_epoch(h) == 2  # 3.05 <= 3.0 * 1.02
+def write_history(path, curve: list[tuple[float, float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{e},{i * 10},{i * 80},5,{v},1" for i, (e, v) in enumerate(curve, 1)]
+    path.write_text("epoch,step,examples,train_loss,val_loss,seconds\n" + "\n".join(rows) + "\n")
+
+
+def test_convergence_is_the_epoch_each_run_first_reaches_the_higher_final_loss(tmp_path):
+    fast, slow = tmp_path / "fast.csv", tmp_path / "slow.csv"
+    write_history(fast, [(0.5, 4.0), (1, 3.2), (1.5, 3.05), (2, 3.0), (2.5, 2.99), (3, 2.99)])
+    write_history(slow, [(0.5, 4.5), (1, 4.0), (1.5, 3.5), (2, 3.3), (2.5, 3.2), (3, 3.19)])
+    found = convergence({"fast": fast, "slow": slow})
+    assert found["fast"]["target_val_loss"] == 3.19 and found["fast"]["value"] == 1.5 and found["slow"]["value"] == 3
+    assert found["fast"]["plateaued"] and not found["slow"]["plateaued"]  # 3.3 -> 3.19 in the last quarter: 3 %
+
+
+def test_a_convergence_claim_without_a_plateau_is_untestable_not_a_verdict(plan):
+    write_history(plan.history("loss_patch"), [(1, 3.0), (2, 2.5), (3, 2.0), (4, 1.5)])
+    write_history(plan.history("loss_accumulated"), [(1, 3.5), (2, 3.2), (3, 3.1), (4, 3.1)])
+    c = table_claim(plan, Claim("table7c", "Patch", "Accumulated", "Convergence epoch"), 0.95, {})
+    assert c["verdict"] == "untestable here" and "Patch had not plateaued" in c["why"]
+    write_history(plan.history("loss_patch"), [(1, 3.0), (2, 2.5), (3, 2.41), (4, 2.4)])
+    c = table_claim(plan, Claim("table7c", "Patch", "Accumulated", "Convergence epoch"), 0.95, {})
+    assert c["verdict"] == "held" and c["why"] == "" and c["ours_a"] == 1 and c["ours_b"] == 3
+
+
+def test_x4_patch_size_claim_with_single_patch_training_images_is_untestable(plan):
+    from nuwa.report.claims import sweep_claim
+
+    for i, run in enumerate(plan.sweeps["figure16"]):
+        put_metric(plan, run, "t2i", "block-fid", 30.0 - 5 * i)
+        put_metric(plan, run, "t2i_wide", "block-fid", 40.0 - 5 * i)
+    assert plan.sweep_values("figure16")[-1] == 8  # an 8x8-token (64 px) training image is one patch
+    wide = sweep_claim(plan, "figure16", "Block-FID(x4)", 0.95)
+    assert wide["verdict"] == "untestable here" and "single patch" in wide["why"]
+    assert sweep_claim(plan, "figure16", "FID", 0.95)["verdict"] == "held"
+
+
+def test_convergence_figure_draws_both_curves(plan, tmp_path):
+    write_history(plan.history("loss_patch"), [(1, 3.0), (2, 2.5), (3, 2.41), (4, 2.4)])
+    write_history(plan.history("loss_accumulated"), [(1, 3.5), (2, 3.2), (3, 3.1), (4, 3.1)])
+    out = tmp_path / "results" / "figures" / "figure_convergence.png"
+    write_figure(plan, "figure_convergence", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((tmp_path / "results" / "figure_convergence.csv").open()))
+    assert [r["run"] for r in rows] == ["Patch"] * 4 + ["Accumulated"] * 4 and float(rows[-1]["val_loss"]) == 3.1
 
 
 def test_sweep_figure_writes_png_and_plot_data(plan, tmp_path):

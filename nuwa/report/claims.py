@@ -4,22 +4,28 @@ Effects are signed so that a positive value is the paper's direction ("A better 
 how much better). Intervals come from the paired bootstrap of metrics.stats.compare: both results
 resample the same sample indices, so the difference's interval is paired. Verdict: held (interval
 above 0), not held (below 0), inconclusive (contains 0). Exact numbers (epochs) compare directly.
+A claim the embedded scale structurally cannot test (see STRUCTURAL: runs that never plateaued,
+training images of a single patch) is "untestable here", with the reason in the ``why`` column,
+whatever the numbers say.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from nuwa.errors import UserError
+from nuwa.io import write_text
 from nuwa.report import paper
 from nuwa.report.plan import SWEEP_FIGURES, TABLES, Plan, Row
-from nuwa.report.tables import cell_result, markdown, read_json, write_csv
-from nuwa.io import write_text
+from nuwa.report.tables import PLATEAU_TOLERANCE, PLATEAU_WINDOW, cell_result, markdown, read_json, write_csv
+from nuwa.settings import settings
 
 LINEAR_TOLERANCE = 1.2  # issue 3: seconds per patch at the widest width within 1.2x of 2 patches wide
+UNTESTABLE = "untestable here"
+VERDICTS = ("held", "not held", "inconclusive", UNTESTABLE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,49 @@ def gap(wide: dict, narrow: dict) -> dict:
     return {**wide, "value": wide["value"] - narrow["value"], "replicates": reps.tolist()}
 
 
+def not_plateaued(plan: Plan, runs: dict[str, str], results: dict[str, dict]) -> str:
+    """Convergence speed means nothing unless both runs reached their plateau."""
+    short = [label for label, r in results.items() if not r.get("plateaued", True)]
+    if not short:
+        return ""
+    return (f"{' and '.join(short)} had not plateaued (validation loss still fell by >= {PLATEAU_TOLERANCE:.0%} "
+            f"over the last {PLATEAU_WINDOW:.0%} of training); train both longer (their nuwa.train.epochs)")
+
+
+def single_patch_images(plan: Plan, runs: dict[str, str], results: dict[str, dict]) -> str:
+    """Wide generation reads context offsets that a run never saw if its training images are one patch wide."""
+    for label, run in runs.items():
+        r = plan.runs[run]
+        cfg = r.effective(plan.cfg)
+        patch, tokens = settings(cfg).model.patch, training_tokens(cfg, r.world)
+        if tokens <= patch:
+            return (f"at {label} a {tokens}x{tokens}-token training image is a single patch, so the context that "
+                    "wider generation reads is never trained")
+    return ""
+
+
+def training_tokens(cfg: dict, world: str) -> int:
+    """Token width of a training image of ``world`` under ``cfg``'s tokenizer."""
+    from nuwa.data.config import world_config
+    from nuwa.tokenizer.config import vqgan_config
+
+    wc = world_config(cfg, world)
+    side = wc.crop if world == "rqf" else wc.width
+    return side // 2 ** (len(vqgan_config(cfg).model.ddconfig.ch_mult) - 1)
+
+
+# (table or figure, column or curve) -> why the embedded scale cannot test that claim ("" when it can)
+STRUCTURAL: dict[tuple[str, str], Callable[[Plan, dict[str, str], dict[str, dict]], str]] = {
+    ("table7c", "Convergence epoch"): not_plateaued,
+    ("figure16", "Block-FID(x4)"): single_patch_images,
+}
+
+
+def why_untestable(plan: Plan, where: tuple[str, str], runs: dict[str, str], results: dict[str, dict]) -> str:
+    check = STRUCTURAL.get(where)
+    return check(plan, runs, results) if check else ""
+
+
 def table_claim(plan: Plan, claim: Claim, ci: float, cache: dict) -> dict[str, Any]:
     t = TABLES[claim.table]
     rows = {r.label: r for r in t.rows}
@@ -97,10 +146,17 @@ def table_claim(plan: Plan, claim: Claim, ci: float, cache: dict) -> dict[str, A
         better = "lower" if cell.lower_is_better else "higher"
         text = f"{claim.a} beats {claim.b} on {claim.column} ({better} is better)"
     j = judge(a, b, not cell.lower_is_better, ci)
+    why = why_untestable(plan, (claim.table, claim.column), {claim.a: rows[claim.a].run, claim.b: rows[claim.b].run},
+                         {claim.a: a, claim.b: b})
     return {"id": f"{claim.table}:{claim.a}>{claim.b}:{claim.column}" + (f"-{claim.minus}" if claim.minus else ""),
             "source": paper.SOURCES[claim.table], "claim": text, "ours_a": a["value"], "ours_b": b["value"],
             "paper_a": pa, "paper_b": pb, "effect": j["advantage"], "ci_low": j["ci_low"], "ci_high": j["ci_high"],
-            "verdict": j["verdict"], "n": a.get("n", ""), "seeds": a.get("seeds", "")}
+            **verdict(j["verdict"], why), "n": a.get("n", ""), "seeds": a.get("seeds", "")}
+
+
+def verdict(measured: str, why: str) -> dict[str, str]:
+    """The verdict columns: the measured one, unless the embedded scale cannot test the claim at all."""
+    return {"verdict": UNTESTABLE if why else measured, "why": why}
 
 
 def sweep_claim(plan: Plan, figure: str, curve: str, ci: float) -> dict[str, Any]:
@@ -110,10 +166,12 @@ def sweep_claim(plan: Plan, figure: str, curve: str, ci: float) -> dict[str, Any
     cell = fig.curves[curve]
     small, large = (cell_result(plan, figure, Row(str(v), r), cell, ci) for r, v in ((runs[0], values[0]), (runs[-1], values[-1])))
     j = judge(large, small, not cell.lower_is_better, ci)
+    labels = {f"{fig.sweep} value {values[-1]}": runs[-1], f"{fig.sweep} value {values[0]}": runs[0]}
+    why = why_untestable(plan, (figure, curve), labels, dict(zip(labels, (large, small))))
     return {"id": f"{figure}:{curve}", "source": paper.SOURCES[figure],
             "claim": f"{curve} improves from {fig.sweep} value {values[0]} to {values[-1]} ({fig.title})",
             "ours_a": large["value"], "ours_b": small["value"], "paper_a": "", "paper_b": "",
-            "effect": j["advantage"], "ci_low": j["ci_low"], "ci_high": j["ci_high"], "verdict": j["verdict"],
+            "effect": j["advantage"], "ci_low": j["ci_low"], "ci_high": j["ci_high"], **verdict(j["verdict"], why),
             "n": large.get("n", ""), "seeds": large.get("seeds", "")}
 
 
@@ -128,7 +186,7 @@ def linear_claim(bench: dict) -> dict[str, Any]:
             "claim": f"seconds per patch at {rows[-1]['width']} patches wide within {LINEAR_TOLERANCE}x of {ref['width']} wide",
             "ours_a": rows[-1]["seconds_per_patch"], "ours_b": ref["seconds_per_patch"], "paper_a": "", "paper_b": "",
             "effect": LINEAR_TOLERANCE - ratio, "ci_low": "", "ci_high": "",
-            "verdict": "held" if ratio <= LINEAR_TOLERANCE else "not held", "n": len(rows), "seeds": 1}
+            **verdict("held" if ratio <= LINEAR_TOLERANCE else "not held", ""), "n": len(rows), "seeds": 1}
 
 
 def claims(plan: Plan) -> list[dict[str, Any]]:
@@ -146,10 +204,11 @@ def write_claims(plan: Plan, out_csv: str | Path) -> None:
         raise UserError("no claims to report")
     out = Path(out_csv)
     write_csv(out, rows)
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("held", "not held", "inconclusive")}
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     header = ["Claims of the paper (§4.4-4.5) and whether they held here",
               f"scale: {plan.exp.get('scale', 'embedded')}; effect > 0 is the paper's direction; "
               f"interval: paired bootstrap ({float(plan.cfg.get('metrics', {}).get('ci', 0.95)):.0%})",
               ", ".join(f"{k}: {v}" for k, v in counts.items())]
     cols = ["claim", "source", "ours_a", "ours_b", "paper_a", "paper_b", "effect", "ci_low", "ci_high", "verdict"]
-    write_text(out.with_suffix(".md"), markdown(header, cols, [[r[c] for c in cols] for r in rows]))
+    body = [[r[c] for c in cols[:-1]] + [f"{r['verdict']} ({r['why']})" if r["why"] else r["verdict"]] for r in rows]
+    write_text(out.with_suffix(".md"), markdown(header, cols, body))

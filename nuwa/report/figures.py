@@ -1,5 +1,6 @@
 """Figures: the sweep plots of Figs. 16-17 (with their data as CSV for `dvc plots show`), sample
-sheets for the qualitative figures (Figs. 1-4, 11-15), and the NCP generation-cost plot.
+sheets for the qualitative figures (Figs. 1-4, 11-15), the NCP generation-cost plot and Table 7c's
+validation curves.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 
 from nuwa.errors import UserError
 from nuwa.io import atomic_path, require_file
-from nuwa.report.plan import SAMPLE_FIGURES, SWEEP_FIGURES, Plan, Row
-from nuwa.report.tables import cell_result, read_json, write_csv
+from nuwa.report.plan import SAMPLE_FIGURES, SWEEP_FIGURES, TABLES, Plan, Row
+from nuwa.report.tables import cell_result, convergence, read_history, read_json, write_csv
 
 
 def _pyplot():
@@ -196,6 +197,29 @@ def write_ncp_figure(plan: Plan, out_png: str | Path) -> None:
     save_figure(fig, out_png)
 
 
+# ------------------------------------------------------------------------------ Table 7c curves
+CONVERGENCE_TABLE = "table7c"
+
+
+def write_convergence_figure(plan: Plan, out_png: str | Path) -> None:
+    """Validation loss against epochs of Table 7c's runs (patch vs accumulated loss), with the common
+    target their convergence epochs are read at; the data as results/figure_convergence.csv."""
+    rows = TABLES[CONVERGENCE_TABLE].rows
+    curves = {r.label: read_history(plan.history(r.run)) for r in rows}
+    found = convergence({r.label: plan.history(r.run) for r in rows})
+    write_csv(sweep_csv_path(out_png), [{"run": label, "epoch": e, "val_loss": v} for label, c in curves.items()
+                                         for e, v in c])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, curve in curves.items():
+        line, = ax.plot(*zip(*curve), marker=".", label=f"{label} (reaches target at epoch {found[label]['value']:.3g})")
+        ax.axvline(found[label]["value"], color=line.get_color(), linestyle=":")
+    ax.axhline(next(iter(found.values()))["target_val_loss"], color="grey", linestyle="--", label="target (higher final loss)")
+    ax.set(xlabel="epoch", ylabel="validation loss", title=f"{TABLES[CONVERGENCE_TABLE].title} ({plan.exp.get('scale', 'embedded')} scale)")
+    ax.legend(fontsize=7)
+    save_figure(fig, out_png)
+
+
 def write_figure(plan: Plan, figure: str, out_png: str | Path) -> None:
     if figure in SWEEP_FIGURES:
         write_sweep_figure(plan, figure, out_png)
@@ -203,5 +227,8 @@ def write_figure(plan: Plan, figure: str, out_png: str | Path) -> None:
         write_sample_figure(plan, figure, out_png)
     elif figure == "figure_ncp":
         write_ncp_figure(plan, out_png)
+    elif figure == "figure_convergence":
+        write_convergence_figure(plan, out_png)
     else:
-        raise UserError(f"unknown figure {figure!r}; choose one of {', '.join([*SWEEP_FIGURES, *SAMPLE_FIGURES, 'figure_ncp'])}")
+        raise UserError(f"unknown figure {figure!r}; choose one of "
+                        f"{', '.join([*SWEEP_FIGURES, *SAMPLE_FIGURES, 'figure_ncp', 'figure_convergence'])}")

@@ -20,9 +20,10 @@ from nuwa.io import require_file, write_json, write_text
 from nuwa.report import paper
 from nuwa.report.plan import TABLES, Cell, Plan, Row
 
-# Table 7c's rule: a run has converged at the first epoch whose validation loss is within this
-# fraction of the lowest validation loss the run reaches.
-CONVERGED_WITHIN = 0.02
+# Table 7c: a run has plateaued when its validation loss fell by less than PLATEAU_TOLERANCE (relative)
+# over the last PLATEAU_WINDOW of its training (in epochs); only then does "converges faster" mean anything.
+PLATEAU_WINDOW = 0.25
+PLATEAU_TOLERANCE = 0.01
 DATASET_NAMES = {"rqf": "RQF", "lhqc": "LHQC", "lhqv": "LHQ-V", "peppa": "PeppaPig"}
 TABLE1_TASKS = dict(zip(("uncond", "t2i", "animate", "t2v"), paper.TABLE1_TASKS))
 
@@ -47,14 +48,31 @@ def combine(results: list[dict], ci: float) -> dict:
     return results[0] if len(results) == 1 else over_seeds(results, ci)
 
 
-def convergence_epoch(history: str | Path) -> int:
-    """First epoch whose val_loss is within CONVERGED_WITHIN of the run's minimum val_loss."""
+def read_history(history: str | Path) -> list[tuple[float, float]]:
+    """(epochs done, validation loss) per row of a `nuwa train --history` CSV."""
     p = require_file(history, "training history", "run `nuwa train ... --history CSV`")
-    rows = [r for r in csv.DictReader(p.read_text().splitlines()) if not math.isnan(float(r["val_loss"]))]
+    rows = [(float(r["epoch"]), float(r["val_loss"])) for r in csv.DictReader(p.read_text().splitlines())]
+    rows = [r for r in rows if not math.isnan(r[1])]
     if not rows:
         raise UserError(f"training history {p} has no validation loss; train with a --val shard")
-    best = min(float(r["val_loss"]) for r in rows)
-    return next(int(r["epoch"]) for r in rows if float(r["val_loss"]) <= best * (1 + CONVERGED_WITHIN))
+    return rows
+
+
+def plateaued(curve: list[tuple[float, float]]) -> bool:
+    """Did the validation loss improve by less than PLATEAU_TOLERANCE over the last PLATEAU_WINDOW of training?"""
+    end, final = curve[-1]
+    before = [v for e, v in curve if e <= end * (1 - PLATEAU_WINDOW)]  # the last evaluation before the window
+    return bool(before) and (before[-1] - final) < PLATEAU_TOLERANCE * final
+
+
+def convergence(histories: Mapping[str, str | Path]) -> dict[str, dict]:
+    """Per run: epochs until its validation loss first reaches the target common to all runs, the
+    highest of their final validation losses (so every run reaches it), and whether it plateaued."""
+    curves = {name: read_history(h) for name, h in histories.items()}
+    target = max(c[-1][1] for c in curves.values())
+    return {name: {**exact(next(e for e, v in c if v <= target)), "target_val_loss": target,
+                   "final_val_loss": c[-1][1], "plateaued": plateaued(c), "evaluations": len(c)}
+            for name, c in curves.items()}
 
 
 def parameter_count(checkpoint: str | Path) -> int:
@@ -91,7 +109,8 @@ def cell_result(plan: Plan, table: str, row: Row, cell: Cell, ci: float) -> dict
         model = plan.model_settings(plan.runs[row.run])["model"]
         return exact(model["layers" if cell.metric == "depth" else "dim"])
     if cell.metric == "epoch":
-        return exact(convergence_epoch(plan.history(row.run)))
+        runs = {r.label: plan.history(r.run) for r in TABLES[table].rows}
+        return convergence(runs)[row.label]
     if cell.metric == "speed":
         reference = next(r.run for r in TABLES[table].rows if r.label == cell.relative_to)
         return speed(plan, row.run, reference, cell.sample_set + row.suffix, ci)

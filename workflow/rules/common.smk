@@ -18,7 +18,7 @@ PLAN = Plan(config)
 W = str(PLAN.workdir)
 SECTIONS = ("top", "data", "tokenizer", "nuwa", "baselines", "metrics", "experiments")
 TABLE_NAMES = ("table1", *TABLES)
-FIGURE_NAMES = (*SWEEP_FIGURES, *SAMPLE_FIGURES, "figure_ncp")
+FIGURE_NAMES = (*SWEEP_FIGURES, *SAMPLE_FIGURES, "figure_ncp", "figure_convergence")
 EXP = config["experiments"]
 VIDEO_WORLDS = tuple(w for w in WORLDS if isinstance(world_config(config, w), VideoConfig))
 

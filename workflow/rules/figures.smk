@@ -62,3 +62,24 @@ rule ncp_figure:
         config=config_args(*SECTIONS[1:]),
     shell:
         "{params.py} -m nuwa report figure figure_ncp --out {output.png} {params.config} > {log} 2>&1"
+
+
+rule convergence_figure:
+    """Table 7c's validation curves (patch vs accumulated loss) and the target their convergence is read at."""
+    conda:
+        ENV
+    input:
+        [str(PLAN.history(r.run)) for r in TABLES["table7c"].rows],
+        config_files(*SECTIONS[1:]),
+    output:
+        png="results/figures/figure_convergence.png",
+        csv="results/figure_convergence.csv",
+    log:
+        log("report/figure_convergence"),
+    benchmark:
+        bench("report/figure_convergence")
+    params:
+        py=PY,
+        config=config_args(*SECTIONS[1:]),
+    shell:
+        "{params.py} -m nuwa report figure figure_convergence --out {output.png} {params.config} > {log} 2>&1"

@@ -32,6 +32,7 @@ caption are left out and counted (``uncaptioned``); files of other types are cou
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import math
@@ -55,6 +56,7 @@ VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v", ".mpg", "
 TEXT_WORLDS = {"lhqc", "peppa"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 MAX_LISTED = 50               # skipped inputs named in meta.json (all are counted)
+REORDER = 16                  # frames whose timestamps may come out of order (B-frames in AVI)
 Box = tuple[int, int, int, int]
 
 
@@ -231,7 +233,12 @@ def split_items(items: list[Item], n_test: int, seed: int, where: str) -> dict[s
         raise UserError(f"no usable inputs in {where} (none has a supported type, a caption and is readable); "
                         "check the path and the captions file")
     if any(i.entry.split is not None for i in items):
-        return {s: [i for i in items if (i.entry.split or "train") == s] for s in ("train", "test")}
+        splits = {s: [i for i in items if (i.entry.split or "train") == s] for s in ("train", "test")}
+        for s, chosen in splits.items():
+            if not chosen:
+                raise UserError(f"the {s} split of {where} is empty (no usable input has split {s!r} in the captions "
+                                "file); mark some inputs for it")
+        return splits
     if n_test >= len(items):
         raise UserError(f"{where} has {len(items)} usable inputs but n_test={n_test}; lower n_test")
     order = np.random.default_rng(seed).permutation(len(items))
@@ -478,12 +485,24 @@ def decoded_frames(path: Path, source_fps: float) -> tuple[Iterator[tuple[float,
     rate = float(stream.average_rate or stream.guessed_rate or 0) or source_fps
 
     def frames() -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+        # The decoder gives frames in display order, but some containers (AVI with B-frames) stamp them with
+        # the packets' decode-order times: hand the smallest pending time to each frame in turn (a small
+        # reorder window, as ffmpeg's best-effort timestamps do), so times increase with the frames.
+        pending: list[Callable[[], np.ndarray]] = []
+        times: list[float] = []
         t0 = None
         try:
             for k, frame in enumerate(container.decode(stream)):
-                t = frame.time if frame.time is not None else k / rate
+                heapq.heappush(times, frame.time if frame.time is not None else k / rate)
+                pending.append(lambda f=frame: f.to_ndarray(format="rgb24"))
+                if len(pending) > REORDER:
+                    t = heapq.heappop(times)
+                    t0 = t if t0 is None else t0
+                    yield t - t0, pending.pop(0)
+            while pending:
+                t = heapq.heappop(times)
                 t0 = t if t0 is None else t0
-                yield t - t0, (lambda f=frame: f.to_ndarray(format="rgb24"))
+                yield t - t0, pending.pop(0)
         finally:
             container.close()
     return frames(), rate

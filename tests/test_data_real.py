@@ -396,9 +396,28 @@ def test_real_overlay_plans_every_world_and_its_first_samples(world, tmp_path, m
     c = cfg(files=(CONFIG, REAL))
     plan = make_plan(world, c, int(c["seed"]))
     assert plan.source == "folder" and plan.info.get("skipped", {}) == {}
-    expected = {"lhqc": (632, 128), "rqf": (105, 9), "lhqv": (258, 35)}[world]
+    expected = {"lhqc": (884, 256), "rqf": (105, 9), "lhqv": (258, 35)}[world]
     assert (plan.splits["train"][0], plan.splits["test"][0]) == expected
     first = list(islice(plan.splits["test"][1](), 3))
     assert len(first) == 3 and all(s.pixels.dtype == np.uint8 and s.pixels.std() > 5 for s in first)
     if world != "rqf":
         assert all(s.caption and s.attrs for s in first)
+
+
+def test_real_overlay_passes_every_check_and_plans_tables_2_3_4_and_the_scroll():
+    import os
+    import subprocess
+    import sys
+
+    from nuwa.config_cli import check_all
+
+    check_all(cfg(files=(CONFIG, REAL)))
+    targets = ["results/table2.csv", "results/table3.csv", "results/table4.csv", "results/figures/figure_scroll.png"]
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-F", "--configfile=config/real.yaml", *targets],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "work/real/data/lhqc" in r.stdout and "config/real/lhqc.jsonl" in r.stdout  # the manifest is an input
+    for rule, n in (("render", 3), ("vqgan", 2), ("pg_vqgan", 1), ("proxy_backbone", 3), ("train", 7),
+                    ("check_backbones", 1), ("table", 3), ("sample_figure", 1)):
+        assert f"\n{rule} " in r.stdout and any(line.split() == [rule, str(n)] for line in r.stdout.splitlines()), rule

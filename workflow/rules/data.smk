@@ -1,16 +1,6 @@
 # Datasets: the procedural worlds (embedded default) or real folders imported into the same layout.
 
 
-import os
-
-
-def manifest_inputs(wc):
-    """A real folder's captions file (manifest) in the repository: editing it re-imports the world."""
-    wcfg = world_config(config, wc.world)
-    path = getattr(wcfg, "captions", "") if wcfg.source == "folder" else ""
-    return [path] if path and os.path.isfile(path) else []
-
-
 rule render:
     conda:
         ENV

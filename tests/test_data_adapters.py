@@ -47,11 +47,18 @@ def lhq_cfg(base, *extra):
                f"data.lhqc.captions={base / 'captions.jsonl'}", "data.lhqc.n_test=2", *extra)
 
 
+def test_corrupt_image_stops_with_one_line_naming_it_and_writes_nothing(lhq, tmp_path):
+    with pytest.raises(UserError, match=r"007\.png: unreadable or corrupt.*skip_bad=true") as err:
+        write_dataset(make_plan("lhqc", lhq_cfg(lhq), 0), tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
 def test_lhqc_folder_skips_corrupt_image_with_count_and_keeps_the_layout(lhq, tmp_path):
     out = tmp_path / "out"
-    counts = write_dataset(make_plan("lhqc", lhq_cfg(lhq), 0), out)
+    counts = write_dataset(make_plan("lhqc", lhq_cfg(lhq, "data.lhqc.skip_bad=true"), 0), out)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["source"] == "folder" and sum(meta["skipped"].values()) == 1 and meta["unsupported_files"] == 1
+    assert [s["input"] for s in meta["skipped_inputs"]] == ["007.png"]
     assert counts["train"] + counts["test"] == 7
     procedural = tmp_path / "proc"
     write_dataset(make_plan("lhqc", cfg("data.lhqc.n_train=2", "data.lhqc.n_test=2"), 0), procedural)
@@ -66,7 +73,7 @@ def test_lhqc_folder_skips_corrupt_image_with_count_and_keeps_the_layout(lhq, tm
 
 def test_non_square_image_is_centre_cropped_not_squashed(lhq, tmp_path):
     out = tmp_path / "out"
-    write_dataset(make_plan("lhqc", lhq_cfg(lhq), 0), out)
+    write_dataset(make_plan("lhqc", lhq_cfg(lhq, "data.lhqc.skip_bad=true"), 0), out)
     for split in ("train", "test"):
         ds = ImageFolder(out, split)
         for i, rec in enumerate(ds.records):
@@ -92,6 +99,7 @@ def frame_folder(path, n, size=(48, 32)):
 def video_cfg(base, *extra):
     return cfg("data.peppa.source=folder", f"data.peppa.root={base / 'videos'}",
                f"data.peppa.captions={base / 'captions.tsv'}", "data.peppa.source_fps=10.0", "data.peppa.n_test=1",
+               "data.peppa.upscale=true",
                *extra)
 
 
@@ -109,7 +117,7 @@ def videos(tmp_path):
 
 def test_video_folder_resampled_to_fps_and_clip_length(videos, tmp_path):
     out = tmp_path / "out"
-    counts = write_dataset(make_plan("peppa", video_cfg(videos), 0), out)
+    counts = write_dataset(make_plan("peppa", video_cfg(videos, "data.peppa.skip_bad=true"), 0), out)
     assert counts["train"] + counts["test"] == 3  # a, b, c; d is corrupt
     assert sum(json.loads((out / "meta.json").read_text())["skipped"].values()) == 1
     clips = [VideoFolder(out, s)[i] for s in ("train", "test") for i in range(len(VideoFolder(out, s)))]
@@ -120,13 +128,20 @@ def test_video_folder_resampled_to_fps_and_clip_length(videos, tmp_path):
     assert {c["caption"] for c in clips} == {"a pink pig jumps", "a sheep walks", "a rabbit waves"}
 
 
-def test_short_video_is_one_line_error_and_no_output(videos, tmp_path):
+def test_short_video_is_one_line_error_naming_it_and_no_output(videos, tmp_path):
+    (videos / "videos" / "d.gif").unlink()
     frame_folder(videos / "videos" / "e", 3)
     with open(videos / "captions.tsv", "a") as f:
         f.write("e\ttoo short\n")
-    with pytest.raises(UserError, match="too short"):
+    with pytest.raises(UserError, match=r"too short for a 5-frame clip at 5 fps.*\(1\): e: too short: 0\.30 s") as err:
         write_dataset(make_plan("peppa", video_cfg(videos, "data.peppa.n_test=2"), 0), tmp_path / "out")
+    assert "\n" not in str(err.value) and "skip_bad=true" in str(err.value)
     assert not (tmp_path / "out").exists()
+    out = tmp_path / "skipped"
+    counts = write_dataset(make_plan("peppa", video_cfg(videos, "data.peppa.skip_bad=true"), 0), out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert counts["train"] + counts["test"] == 3 and meta["skipped"] == {"scan": 1}
+    assert meta["skipped_inputs"][0]["input"] == "e" and "too short" in meta["skipped_inputs"][0]["reason"]
 
 
 def test_rqf_long_image_is_resized_and_cut_into_overlapping_squares(tmp_path):

@@ -22,6 +22,12 @@ def _positive(**values: float) -> None:
             raise ValueError(f"{key}={value!r} must be positive")
 
 
+def _box(box: list[int]) -> None:
+    if box and (len(box) != 4 or box[0] < 0 or box[1] < 0 or box[2] <= box[0] or box[3] <= box[1]):
+        raise ValueError(f"box={box!r} must be [left, top, right, bottom] with left < right, top < bottom, "
+                         "all >= 0 (or [] for the whole image)")
+
+
 @dataclass
 class LHQCConfig:
     source: Source = "procedural"
@@ -33,6 +39,8 @@ class LHQCConfig:
     root: str = ""                # folder: LHQ images
     captions: str = ""            # folder: captions file (.jsonl {"file","caption"[,"split"]} or .tsv)
     wide_root: str = ""           # folder: optional real panoramas for test_wide ("" = none)
+    skip_bad: bool = False        # folder: skip (and count) unreadable or too-small files instead of stopping
+    upscale: bool = False         # folder: upscale (Lanczos) inputs smaller than width x height instead of refusing
 
     def __post_init__(self) -> None:
         _positive(width=self.width, height=self.height, n_train=self.n_train,
@@ -48,10 +56,13 @@ class RQFConfig:
     stride: int = 32              # crop stride: crops overlap by crop - stride
     test_width: int = 512         # the scroll's last test_width columns give the test crops
     image: str = ""               # folder: the long scroll image
+    box: list[int] = field(default_factory=list)  # folder: [left, top, right, bottom] of the image to use ([] = all)
+    upscale: bool = False         # folder: allow a scroll (or box) less than `height` px tall to be upscaled
 
     def __post_init__(self) -> None:
         _positive(height=self.height, width=self.width, crop=self.crop, stride=self.stride,
                   test_width=self.test_width)
+        _box(self.box)
         if self.crop != self.height:
             raise ValueError(f"crop={self.crop} must equal height={self.height} "
                              "(crops are squares cut from the full-height scroll)")
@@ -75,7 +86,9 @@ class VideoConfig:
     root: str = ""                # folder: video files (read by imageio) or folders of frames
     captions: str = ""            # folder: captions file (required for text worlds)
     source_fps: float = 25.0      # folder: frame rate of frame folders (video files carry their own)
-    clips_per_video: int = 1      # folder: consecutive clips cut from each video
+    clips_per_video: int = 1      # folder: consecutive clips cut from each video (or manifest line)
+    skip_bad: bool = False        # folder: skip (and name) unreadable or too-short videos instead of stopping
+    upscale: bool = False         # folder: upscale frames smaller than width x height instead of refusing
 
     def __post_init__(self) -> None:
         _positive(width=self.width, height=self.height, frames=self.frames, fps=self.fps,

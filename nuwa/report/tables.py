@@ -130,7 +130,12 @@ def scale_note(cfg: Mapping) -> str:
     backbone = cfg.get("metrics", {}).get("backbone", "proxy")
     scale = cfg["experiments"].get("scale", "embedded")
     if backbone == "proxy":
-        return (f"scale: {scale}; proxy backbones trained by the workflow on the procedural worlds -- "
+        from nuwa.data.config import WORLDS, data_config
+
+        data = data_config(cfg)
+        real = [w for w in WORLDS if getattr(data, w).source == "folder"]
+        where = f"this run's datasets ({', '.join(real)} from real folders)" if real else "the procedural worlds"
+        return (f"scale: {scale}; proxy backbones trained by the workflow on {where} -- "
                 "these numbers are not comparable with the paper's, only the orderings are")
     return f"scale: {scale}; reference backbones (Inception, CLIP ViT-B/32, I3D)"
 

@@ -1,4 +1,5 @@
 # Shared helpers: the resolved plan (nuwa/report/plan.py), per-section config files, log/benchmark paths.
+import os
 import shlex
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def world_size(world, widths=1, heights=1):
     wc = world_config(config, world)
     side = wc.crop if world == "rqf" else wc.width
     return side * widths, wc.height * heights
+
+
+def manifest_inputs(wc):
+    """A real folder's captions file (manifest) in the repository: editing it re-imports the world."""
+    wcfg = world_config(config, wc.world)
+    path = getattr(wcfg, "captions", "") if wcfg.source == "folder" else ""
+    return [path] if path and os.path.isfile(path) else []
 
 
 def backbone_arg(kind):

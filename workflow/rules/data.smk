@@ -6,6 +6,7 @@ rule render:
         ENV
     input:
         config_files("data"),
+        manifest_inputs,
     output:
         directory(f"{W}/data/{{world}}"),
     log:

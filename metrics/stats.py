@@ -15,9 +15,9 @@ A result carries its sampling error in one of two forms (docs/metrics.md#statist
   indices, drawn by a generator seeded with ``bootstrap_seed``; results with the same seed and n
   resample the same indices, so their replicates are paired.
 
-Every interval is ``value +- z * se`` (z: the normal quantile of ``ci``), widened by
-``bias_allowance = [below, above]`` where a bias correction is not trusted (metrics/fid.py); it
-therefore always contains its value.
+Every interval is ``value +- z * se`` (z: the quantile of ``ci``, Student t with G - 1 degrees of
+freedom for jackknife results, normal for bootstrap ones), widened by ``bias_allowance = [below,
+above]`` where a bias correction is not trusted (metrics/fid.py); it therefore always contains its value.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import hashlib
 from typing import Callable, Literal
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import norm, t
 from tqdm.auto import tqdm
 
 from nuwa.errors import UserError
@@ -35,14 +35,14 @@ STAT_KEYS = ("value", "se", "ci_low", "ci_high", "ci", "bias_allowance", "jackkn
              "replicates", "n", "seeds")
 
 
-def z_score(ci: float) -> float:
-    """The two-sided normal quantile of confidence level ``ci`` (1.96 for 0.95)."""
-    return float(norm.ppf((1 + ci) / 2))
+def z_score(ci: float, df: int | None = None) -> float:
+    """The two-sided quantile of confidence level ``ci``: normal (1.96 for 0.95), or Student t with ``df``."""
+    return float(norm.ppf((1 + ci) / 2) if df is None else t.ppf((1 + ci) / 2, df))
 
 
-def summary(value: float, se: float, ci: float, allowance: tuple[float, float] = (0.0, 0.0)) -> dict:
-    """``value`` with its standard error and the interval value -+ (z * se + allowance)."""
-    z = z_score(ci)
+def summary(value: float, se: float, ci: float, allowance: tuple[float, float] = (0.0, 0.0), df: int | None = None) -> dict:
+    """``value`` with its standard error and the interval value -+ (z * se + allowance), z as :func:`z_score`."""
+    z = z_score(ci, df)
     return {"value": float(value), "se": float(se), "ci_low": float(value - z * se - allowance[0]),
             "ci_high": float(value + z * se + allowance[1]), "ci": ci,
             "bias_allowance": [float(allowance[0]), float(allowance[1])]}
@@ -90,14 +90,16 @@ def jackknife_se(groups: dict[str, list[float]]) -> float:
 
 def jackknife(center: float, groups: dict[str, list[float]], *, ci: float, value: float | None = None,
               allowance: tuple[float, float] = (0.0, 0.0), subset_variance: float = 0.0) -> dict:
-    """A jackknife result: ``value`` (default: ``center`` minus its estimated bias) and its interval.
+    """A jackknife result: ``value`` (default: ``center`` minus its estimated bias) and its interval, with
+    Student t quantiles of G - 1 degrees of freedom, G the fewest groups of any set.
 
     ``subset_variance``: variance the value has on top of the jackknife's (KID's random subsets).
     """
     if value is None:
         value = center - jackknife_bias(center, groups)
     se = np.sqrt(jackknife_se(groups) ** 2 + subset_variance)
-    return {**summary(value, se, ci, allowance), "subset_variance": float(subset_variance),
+    df = min(len(v) for v in groups.values()) - 1
+    return {**summary(value, se, ci, allowance, df), "subset_variance": float(subset_variance),
             "jackknife": {"center": float(center), "groups": {k: [float(x) for x in v] for k, v in groups.items()}}}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import t
 
 from metrics.config import InceptionConfig
 from metrics.fid import factor, fid, fid_from_features, frechet, frechet_distance, gaussian, left_out, trace_sqrt
@@ -78,7 +79,7 @@ def test_jackknife_correction_and_se_equal_direct_recomputation():
     var = 11 / 12 * np.sum((loo_fake - np.mean(loo_fake)) ** 2) + 4 / 5 * np.sum((loo_real - np.mean(loo_real)) ** 2)
     assert r["jackknife"]["center"] == pytest.approx(plug, rel=1e-9)
     assert r["value"] == pytest.approx(plug - bias, rel=1e-8) and r["se"] == pytest.approx(np.sqrt(var), rel=1e-8)
-    assert r["ci_low"] == pytest.approx(r["value"] - 1.959964 * r["se"], rel=1e-6)
+    assert r["ci_low"] == pytest.approx(r["value"] - t.ppf(0.975, 4) * r["se"], rel=1e-9)  # t, fewest groups - 1
 
 
 def test_bias_correction_removes_the_mean_terms_bias():
@@ -109,7 +110,7 @@ def test_too_few_samples_for_the_correction_widen_the_interval_to_the_bounds():
     r = frechet(a, b, fake_set="f", groups=64, ci=0.95)
     assert not r["reliable"] and r["effective_dims"] > 14
     assert r["bias_allowance"][1] == pytest.approx(r["jackknife"]["center"] - r["value"])
-    assert r["ci_high"] == pytest.approx(r["jackknife"]["center"] + 1.959964 * r["se"], rel=1e-6)
+    assert r["ci_high"] == pytest.approx(r["jackknife"]["center"] + t.ppf(0.975, 11) * r["se"], rel=1e-9)
     assert r["ci_low"] <= r["value"] <= r["ci_high"]
 
 

@@ -67,7 +67,7 @@ def position_mean(per: list[dict], ci: float) -> dict:
     mean, its interval (positions paired by image) and the per-position values."""
     return {**shared(per), **linear(per, [1.0 / len(per)] * len(per), ci), "n": per[0]["n"], "seeds": 1,
             "pooled": False, "positions": len(per), "per_position": [r["value"] for r in per],
-            "reliable": all(r["reliable"] for r in per)}
+            "reliable": all(r["reliable"] for r in per), "effective_dims": max(r["effective_dims"] for r in per)}
 
 
 def block_fid(real: np.ndarray, fake: np.ndarray, *, pooled: bool, metric: str = "block_fid", **stats) -> dict:

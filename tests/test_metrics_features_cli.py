@@ -72,6 +72,16 @@ def test_is_and_clip_sim_of_npz_features_equal_the_functions(tmp_path, arrays):
     assert result["ci_low"] == pytest.approx(expected["ci_low"], rel=1e-12) and result["ci_low"] < result["value"]
 
 
+def test_too_few_samples_per_dimension_warn_and_widen(tmp_path, caplog):
+    """10 images x 2 positions of isotropic 16-d features: the correction is not trusted, the command says so."""
+    rng = np.random.default_rng(2)
+    real, fake = npz(tmp_path / "r.npz", rng.normal(size=(100, 16))), npz(tmp_path / "f.npz", rng.normal(size=(10, 2, 16)))
+    code, result = run(tmp_path, "block-fid", "--real", str(real), "--fake", str(fake))
+    assert code == 0 and not result["reliable"] and result["effective_dims"] > 12
+    assert result["ci_low"] < result["value"] < result["plugin"] < result["ci_high"]  # reaches the plug-in bound
+    assert "too few samples for the bias correction" in caplog.text
+
+
 def bad_files(tmp_path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[list[str], Path, str]]:
     """case -> (command line, the file the message must name, a word the message must hold)."""
     real = npz(tmp_path / "real.npz", arrays["real"])

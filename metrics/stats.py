@@ -149,7 +149,8 @@ def linear(results: list[dict], weights: list[float], ci: float) -> dict:
         raise UserError("cannot combine a jackknife result (FID-type) with a bootstrap result (IS, CLIP-SIM, speed)")
     combined = (_linear_jackknife if kinds == {"jackknife"} else _linear_bootstrap)(results, weights, ci)
     if all("kid" in r for r in results):
-        combined["kid"] = linear([r["kid"] for r in results], weights, ci)
+        kids = [r["kid"] for r in results]
+        combined["kid"] = {**shared(kids), **linear(kids, weights, ci)}
     return combined
 
 

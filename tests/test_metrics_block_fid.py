@@ -59,7 +59,7 @@ def test_block_fid_of_repeated_real_blocks_equals_their_fid(proxy, tmp_path):
     assert block["positions"] == k and block["plugin"] > 0
     for key in ("value", "plugin", "se", "ci_low", "ci_high"):  # k identical positions: their mean is the FID
         assert block[key] == pytest.approx(plain[key], rel=1e-9), key
-    assert block["kid"]["value"] == pytest.approx(plain["kid"]["value"], rel=1e-9)
+    assert block["kid"]["value"] == pytest.approx(plain["kid"]["value"], rel=1e-9) and block["kid"]["library"] == "torch-fidelity"
     assert block["per_position"] == pytest.approx([plain["value"]] * k, rel=1e-9)
     pooled = score("block-fid", real, wide, proxy, tmp_path / "pooled.json", "--pooled")
     # pooled: the same blocks k times over -> same mean, covariance scaled by k(N-1)/(kN-1), so close but not equal

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from metrics.fid import frechet_distance, gaussian
-from metrics.stats import bootstrap
+from metrics.fid import fid
+from metrics.stats import linear, shared
 from nuwa.errors import UserError
 from nuwa.io import torch_load
 
@@ -62,17 +62,25 @@ def blocks(image: torch.Tensor, box: Box, block: int) -> list[torch.Tensor]:
     return list(cut)
 
 
-def block_fid(real: np.ndarray, fake: np.ndarray, *, pooled: bool, resamples: int, seed: int, ci: float,
-              metric: str = "block_fid") -> dict:
-    """``real`` [M, D] real block features, ``fake`` [N, P, D] per generated image and block position."""
-    mu_r, sigma_r = gaussian(real)
+def position_mean(per: list[dict], ci: float) -> dict:
+    """Block-FID from per-position results (same real set, image i at index i of every position): their
+    mean, its interval (positions paired by image) and the per-position values."""
+    return {**shared(per), **linear(per, [1.0 / len(per)] * len(per), ci), "n": per[0]["n"], "seeds": 1,
+            "pooled": False, "positions": len(per), "per_position": [r["value"] for r in per],
+            "reliable": all(r["reliable"] for r in per), "effective_dims": max(r["effective_dims"] for r in per)}
+
+
+def block_fid(real: np.ndarray, fake: np.ndarray, *, pooled: bool, metric: str = "block_fid", **stats) -> dict:
+    """``real`` [M, D] real block features, ``fake`` [N, P, D] per generated image and block position.
+
+    The mean over positions of FID (bias-corrected) and KID per position; ``pooled``: one FID over all
+    N * P blocks, an image's blocks left out together. ``stats``: as :func:`metrics.fid.fid`.
+    """
+    n, positions = fake.shape[:2]
     if pooled:
-        def stat(idx: np.ndarray) -> float:
-            return frechet_distance(mu_r, sigma_r, *gaussian(fake[idx].reshape(-1, fake.shape[-1])))
-    else:
-        def stat(idx: np.ndarray) -> float:
-            return float(np.mean([frechet_distance(mu_r, sigma_r, *gaussian(fake[idx, p])) for p in range(fake.shape[1])]))
-    result = bootstrap(stat, fake.shape[0], resamples=resamples, seed=seed, ci=ci, desc=metric)
-    per_position = [frechet_distance(mu_r, sigma_r, *gaussian(fake[:, p])) for p in range(fake.shape[1])]
-    return {"metric": metric, **result, "pooled": pooled, "positions": fake.shape[1],
-            "per_position": per_position, "n_real": int(real.shape[0])}
+        labels = np.repeat(np.arange(n), positions)
+        return {**fid(real, fake.reshape(-1, fake.shape[-1]), **stats, metric=metric, fake_labels=labels),
+                "pooled": True, "positions": positions}
+    per = [fid(real, fake[:, p], **stats) for p in range(positions)]
+    plugin = [r["plugin"] for r in per]
+    return {**position_mean(per, stats["ci"]), "metric": metric, "plugin": float(np.mean(plugin)), "per_position_plugin": plugin}

@@ -1,4 +1,4 @@
-"""`nuwa eval ...`: FID, Block-FID, IS, FVD and CLIP-SIM over folders; proxy backbone training, checks, throughput."""
+"""`nuwa eval ...`: FID, Block-FID, IS, FVD and CLIP-SIM over folders or precomputed features; proxy backbone training, checks, throughput."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -13,13 +14,13 @@ from PIL import Image, ImageFilter
 
 from metrics.backbones import Backbone, Kind, REFERENCE, default_spec, extract, load_backbone
 from metrics.block_fid import REGIONS, block_fid, blocks, mask_box
-from metrics.clip_sim import clip_sim, shuffled, similarities
+from metrics.clip_sim import clip_sim, cosine, shuffled, similarities
 from metrics.config import MetricsConfig, metrics_config
 from metrics.features import image_features, video_features
-from metrics.fid import fid, fid_from_features
+from metrics.fid import MIN_SAMPLES, RELIABLE, fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, list_images, list_videos
+from metrics.io import captioned, is_features, list_images, list_videos, read_features, same_width
 from metrics.proxies import train_proxy
 from metrics.stats import compare
 from nuwa.cli import add_config_args, config_from_args
@@ -28,6 +29,10 @@ from nuwa.io import write_json
 
 log = logging.getLogger(__name__)
 CHECK_MARGIN = 2.0  # check-proxies: FID of corrupted images must exceed this multiple of FID(test, train)
+PRECOMPUTED = {"backbone": "precomputed features (.npz)", "backbone_sha256": ""}
+FEATURES = "[N, D]"
+Layout = tuple[str, tuple[int, ...], int]  # an .npz input: shape in words, allowed ndims, fewest samples
+PAIRED: Layout = (FEATURES, (2,), MIN_SAMPLES)
 
 
 class Run:
@@ -46,15 +51,54 @@ class Run:
         return load_backbone(spec, kind, self.cfg)
 
     def stats(self) -> dict:
+        """Settings of the bootstrap metrics (IS, CLIP-SIM)."""
         return {"resamples": self.cfg.bootstrap, "seed": self.seed, "ci": self.cfg.ci}
+
+    def jackknife(self) -> dict:
+        """Settings of the Fréchet-distance metrics (FID, Block-FID, FVD) and their KID."""
+        return {"seed": self.seed, "ci": self.cfg.ci, "groups": self.cfg.jackknife_groups,
+                "kid_subsets": self.cfg.kid_subsets, "kid_subset_size": self.cfg.kid_subset_size}
+
+    def precomputed(self, *paths: str, options: tuple[str, ...] = ()) -> bool:
+        """Are the inputs .npz features (all of them) rather than folders (all of them)?"""
+        npz = {is_features(p) for p in paths}
+        if len(npz) > 1:
+            raise UserError(f"pass {' and '.join(paths)} all as .npz features or all as folders, not a mix")
+        used = [o for o in ("backbone", *options) if getattr(self.args, o, None) not in (None, False, "all")]
+        if npz == {True} and used:
+            raise UserError(f"--{used[0]} applies to folders of samples, not to precomputed features ({paths[-1]}); drop it")
+        return npz == {True}
+
+    def inputs(self, kind: Kind, features: Callable[[Backbone, str, str], np.ndarray], layouts: dict[str, Layout],
+               options: tuple[str, ...] = ()) -> tuple[list[np.ndarray], dict]:
+        """Features of each input named in ``layouts`` (``--real``, ``--fake``) and where they came from:
+        read from .npz files, or extracted from folders by the backbone of ``kind``."""
+        paths = [getattr(self.args, name) for name in layouts]
+        if self.precomputed(*paths, options=options):
+            feats = [read_features(p, layout=layout, ndims=ndims, min_samples=least)
+                     for p, (layout, ndims, least) in zip(paths, layouts.values())]
+            source = PRECOMPUTED
+        else:
+            bb = self.backbone(kind)
+            feats, source = [features(bb, p, name) for p, name in zip(paths, layouts)], bb.describe()
+        if len(feats) == 2:
+            same_width(feats[0], paths[0], feats[1], paths[1])
+        return feats, source
 
     def images(self, bb: Backbone, folder: str | Path, desc: str, **kw) -> np.ndarray:
         return image_features(bb, list_images(folder), batch_size=self.cfg.batch_size, cache_dir=self.cache, desc=desc, **kw)
 
-    def finish(self, result: dict, bb: Backbone, **inputs) -> int:
-        result = {**result, **bb.describe(), **{k: str(v) for k, v in inputs.items()}}
-        print(f"{result['metric']} {result['value']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}] "
-              f"n={result['n']} backbone={result['backbone']}")
+    def finish(self, result: dict, source: dict, **inputs) -> int:
+        result = {**result, **source, **{k: str(v) for k, v in inputs.items()}}
+        line = f"{result['metric']} {result['value']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}]"
+        if "plugin" in result:
+            kid = result["kid"]
+            line += f" (plug-in {result['plugin']:.4f}; KID {kid['value']:.5f} [{kid['ci_low']:.5f}, {kid['ci_high']:.5f}])"
+        print(f"{line} n={result['n']} backbone={result['backbone']}")
+        if not result.get("reliable", True):
+            log.warning("%s: too few samples for the bias correction (n=%s, n_real=%s, %.1f effective dimensions; "
+                        "%.0f per set trusted): the interval spans the plug-in and mean-term bounds", result["metric"],
+                        result["n"], result["n_real"], result["effective_dims"], RELIABLE * result["effective_dims"])
         if self.args.json:
             write_json(self.args.json, result)
         return 0
@@ -62,44 +106,59 @@ class Run:
 
 def cmd_fid(args: argparse.Namespace) -> int:
     run = Run(args)
-    bb = run.backbone("image")
-    real, fake = run.images(bb, args.real, "real"), run.images(bb, args.fake, "fake")
-    return run.finish(fid(real, fake, **run.stats()), bb, real=args.real, fake=args.fake)
+    (real, fake), source = run.inputs("image", run.images, {"real": PAIRED, "fake": PAIRED})
+    return run.finish(fid(real, fake, **run.jackknife()), source, real=args.real, fake=args.fake)
 
 
 def cmd_block_fid(args: argparse.Namespace) -> int:
     run = Run(args)
-    bb = run.backbone("image")
     block = args.block or run.cfg.block
-    box = mask_box(args.masks) if args.masks else REGIONS[args.region]
-    cut = dict(pieces=lambda image: blocks(image, box, block), tag=f"blocks{block}-{box}")
-    real, fake = run.images(bb, args.real, "real", **cut), run.images(bb, args.fake, "fake", **cut)
-    result = block_fid(real.reshape(-1, real.shape[-1]), fake, pooled=args.pooled or run.cfg.block_pooled, **run.stats())
-    return run.finish({**result, "block": block, "region": str(args.masks or args.region)}, bb, real=args.real, fake=args.fake)
+
+    def block_features(bb: Backbone, folder: str, desc: str) -> np.ndarray:
+        box = mask_box(args.masks) if args.masks else REGIONS[args.region]
+        return run.images(bb, folder, desc, pieces=lambda image: blocks(image, box, block), tag=f"blocks{block}-{box}")
+
+    layouts = {"real": ("[M, D] or [M, P, D]", (2, 3), MIN_SAMPLES), "fake": ("[N, P, D] (P block positions)", (3,), MIN_SAMPLES)}
+    (real, fake), source = run.inputs("image", block_features, layouts, options=("block", "masks", "region"))
+    result = block_fid(real.reshape(-1, real.shape[-1]), fake, pooled=args.pooled or run.cfg.block_pooled, **run.jackknife())
+    where = {} if source is PRECOMPUTED else {"block": block, "region": str(args.masks or args.region)}
+    return run.finish({**result, **where}, source, real=args.real, fake=args.fake)
 
 
 def cmd_is(args: argparse.Namespace) -> int:
     run = Run(args)
-    bb = run.backbone("image")
-    logits = run.images(bb, args.fake, "fake", head="logits")
-    return run.finish(inception_score_ci(logits, splits=run.cfg.is_splits, **run.stats()), bb, fake=args.fake)
+    splits = run.cfg.is_splits
+    (logits,), source = run.inputs("image", lambda bb, folder, desc: run.images(bb, folder, desc, head="logits"),
+                                   {"fake": ("[N, C] (class logits)", (2,), splits)})
+    return run.finish(inception_score_ci(logits, splits=splits, **run.stats()), source, fake=args.fake)
 
 
 def cmd_fvd(args: argparse.Namespace) -> int:
     run = Run(args)
-    bb = run.backbone("video")
     frames, limit = run.cfg.fvd_frames, run.cfg.fvd_samples or None
-    real, fake = (video_features(bb, list_videos(d)[:limit], frames=frames, batch_size=run.cfg.batch_size,
-                                 cache_dir=run.cache, desc=name) for d, name in ((args.real, "real"), (args.fake, "fake")))
-    return run.finish(fvd(real, fake, frames=frames, **run.stats()), bb, real=args.real, fake=args.fake)
+
+    def clip_features(bb: Backbone, folder: str, desc: str) -> np.ndarray:
+        return video_features(bb, list_videos(folder)[:limit], frames=frames, batch_size=run.cfg.batch_size,
+                              cache_dir=run.cache, desc=desc)
+
+    (real, fake), source = run.inputs("video", clip_features, {"real": PAIRED, "fake": PAIRED})
+    return run.finish(fvd(real, fake, frames=frames, **run.jackknife()), source, real=args.real, fake=args.fake)
 
 
 def cmd_clip_sim(args: argparse.Namespace) -> int:
     run = Run(args)
-    bb = run.backbone("clip")
-    pairs = captioned(args.fake, args.captions)
-    sims = similarities(bb, [p for p, _ in pairs], [row.get("caption", "") for _, row in pairs], run.cfg.batch_size)
-    return run.finish(clip_sim(sims, **run.stats()), bb, fake=args.fake)
+    if run.precomputed(args.fake, options=("captions",)):
+        layout = "[N, 2, D] (image embedding, caption embedding)"
+        pairs = read_features(args.fake, layout=layout, ndims=(3,), min_samples=2)
+        if pairs.shape[1] != 2:
+            raise UserError(f"{args.fake}: 'feats' has shape {list(pairs.shape)}, expected {layout}")
+        sims, source = cosine(pairs[:, 0], pairs[:, 1]), PRECOMPUTED
+    else:
+        bb = run.backbone("clip")
+        rows = captioned(args.fake, args.captions)
+        sims = similarities(bb, [p for p, _ in rows], [row.get("caption", "") for _, row in rows], run.cfg.batch_size)
+        source = bb.describe()
+    return run.finish(clip_sim(sims, **run.stats()), source, fake=args.fake)
 
 
 def cmd_train_backbone(args: argparse.Namespace) -> int:
@@ -201,29 +260,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("eval", help="metrics: FID, Block-FID, IS, FVD, CLIP-SIM, proxy backbones")
     sub = group.add_subparsers(dest="eval_command", required=True, metavar="METRIC")
 
-    def command(name: str, func, help: str, *, folders: tuple[str, ...] = ("real", "fake"), backbone: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, func, help: str, *, folders: tuple[str, ...] = ("real", "fake"), backbone: bool = True,
+                features: str = FEATURES) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         for f in folders:
-            p.add_argument(f"--{f}", required=True, metavar="DIR", help=f"{f} samples (folder, read recursively)")
+            p.add_argument(f"--{f}", required=True, metavar="DIR|NPZ",
+                           help=f"{f} samples: a folder (read recursively) or an .npz of precomputed features 'feats' {features}")
         if backbone:
             p.add_argument("--backbone", default=None, metavar="NAME|CKPT",
                            help="inception | clip | i3d | a proxy checkpoint (default: from metrics.backbone)")
         p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON")
-        p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: config seed)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="sampling seed of the scored set: pairs sets by index, seeds the bootstrap and KID subsets (default: config seed)")
         add_config_args(p)
         p.set_defaults(func=func)
         return p
 
-    command("fid", cmd_fid, "FID between two image folders")
-    p = command("block-fid", cmd_block_fid, "Block-FID: FID per block position, averaged")
+    command("fid", cmd_fid, "FID (bias-corrected) and KID between two image folders or feature files")
+    p = command("block-fid", cmd_block_fid, "Block-FID: FID per block position, averaged",
+                features="(fake [N, P, D]; real [M, D] or [M, P, D])")
     p.add_argument("--block", type=int, default=None, metavar="PX", help="block side (default: metrics.block)")
     p.add_argument("--pooled", action="store_true", help="one FID over all blocks instead of the mean over positions")
     area = p.add_mutually_exclusive_group()
     area.add_argument("--region", choices=sorted(REGIONS), default="all", help="score only this part of each image")
     area.add_argument("--masks", default=None, metavar="MASKS.PT", help="score only the generated region of OUT/masks.pt")
-    command("is", cmd_is, "Inception Score of an image folder", folders=("fake",))
-    command("fvd", cmd_fvd, "FVD between two video folders")
-    p = command("clip-sim", cmd_clip_sim, "CLIP similarity of images and their captions", folders=("fake",))
+    command("is", cmd_is, "Inception Score of an image folder", folders=("fake",), features="[N, C] (class logits)")
+    command("fvd", cmd_fvd, "FVD (bias-corrected) and KID between two video folders or feature files")
+    p = command("clip-sim", cmd_clip_sim, "CLIP similarity of images and their captions", folders=("fake",),
+                features="[N, 2, D] (image, caption embedding)")
     p.add_argument("--captions", default=None, metavar="JSONL", help="file/caption rows (default: FAKE/samples.jsonl or captions.jsonl)")
 
     p = command("train-backbone", cmd_train_backbone, "train a proxy backbone", folders=(), backbone=False)
@@ -238,7 +302,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbones", nargs="*", default=None, metavar="NAME|CKPT", help="default: the configured three")
     p.add_argument("--n", type=int, default=64, help="samples to time")
     p.add_argument("--size", type=int, default=64, help="input side in pixels")
-    p = sub.add_parser("compare", help="paired bootstrap: is result A better than result B?")
+    p = sub.add_parser("compare", help="is result A better than result B? (paired where they share samples)")
     p.add_argument("a", metavar="A.json")
     p.add_argument("b", metavar="B.json")
     way = p.add_mutually_exclusive_group(required=True)

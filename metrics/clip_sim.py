@@ -20,8 +20,12 @@ def similarities(backbone: Backbone, files: list[Path], captions: list[str], bat
     text = np.concatenate([backbone.embed_texts(captions[i:i + batch_size]).double().numpy()
                            for i in range(0, len(captions), batch_size)])
     owner = np.repeat(np.arange(len(files)), counts)
-    cos = np.einsum("nd,nd->n", image, text[owner])
-    return np.bincount(owner, weights=cos) / np.asarray(counts)
+    return np.bincount(owner, weights=cosine(image, text[owner])) / np.asarray(counts)
+
+
+def cosine(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity [N] of image and caption embeddings [N, D] (normalised here)."""
+    return np.einsum("nd,nd->n", image, text) / (np.linalg.norm(image, axis=1) * np.linalg.norm(text, axis=1))
 
 
 def clip_sim(sims: np.ndarray, *, resamples: int, seed: int, ci: float) -> dict:

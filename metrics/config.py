@@ -92,7 +92,10 @@ class MetricsConfig:
     is_splits: int = 10
     fvd_frames: int = 5  # clip length fed to the video backbone (first frames of each clip)
     fvd_samples: int = 0  # clips per set (0: all)
-    bootstrap: int = 100  # bootstrap resamples per number
+    bootstrap: int = 100  # bootstrap resamples per IS / CLIP-SIM / speed number
+    jackknife_groups: int = 64  # FID-type: each set left out in at most this many groups (one sample each below)
+    kid_subsets: int = 50  # KID: torch-fidelity's random subset pairs per number
+    kid_subset_size: int = 1000  # KID: subset size (at most the smaller set)
     ci: float = 0.95
     cache: bool = True  # cache features per folder/backbone under {workdir}/features
     inception: InceptionConfig = field(default_factory=InceptionConfig)
@@ -105,6 +108,8 @@ class MetricsConfig:
             raise ValueError("batch_size >= 1, block >= 8 and is_splits >= 1 are required")
         if self.fvd_frames < 1 or self.fvd_samples < 0 or self.bootstrap < 0:
             raise ValueError("fvd_frames >= 1, fvd_samples >= 0 and bootstrap >= 0 are required")
+        if self.jackknife_groups < 2 or self.kid_subsets < 1 or self.kid_subset_size < 2:
+            raise ValueError("jackknife_groups >= 2, kid_subsets >= 1 and kid_subset_size >= 2 are required")
         if not 0.0 < self.ci < 1.0:
             raise ValueError("ci must be in (0, 1)")
 

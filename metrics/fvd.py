@@ -7,5 +7,6 @@ import numpy as np
 from metrics.fid import fid
 
 
-def fvd(real: np.ndarray, fake: np.ndarray, *, resamples: int, seed: int, ci: float, frames: int) -> dict:
-    return {**fid(real, fake, resamples=resamples, seed=seed, ci=ci, metric="fvd"), "frames": frames}
+def fvd(real: np.ndarray, fake: np.ndarray, *, frames: int, **stats) -> dict:
+    """``stats``: as :func:`metrics.fid.fid` (seed, ci, groups, kid_subsets, kid_subset_size)."""
+    return {**fid(real, fake, **stats, metric="fvd"), "frames": frames}

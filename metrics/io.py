@@ -1,11 +1,13 @@
-"""Reading what the metrics score: image folders (recursively), videos (files or frame folders), captions.
+"""Reading what the metrics score: image folders (recursively), videos (files or frame folders), captions,
+and precomputed features (.npz files holding an array ``feats``).
 
-Images come back as uint8 tensors [3, H, W]; videos as uint8 tensors [T, 3, H, W]. Every unreadable
-or missing input is a one-line UserError.
+Images come back as uint8 tensors [3, H, W]; videos as uint8 tensors [T, 3, H, W]; features as
+float64 arrays. Every unreadable, missing or malformed input is a one-line UserError.
 """
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,43 @@ def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tu
             raise UserError(f"no samples.jsonl or captions.jsonl in {root}; pass --captions FILE")
         captions = found[0]
     return [(resolve(root, row["file"]), row) for row in read_records(captions)]
+
+
+def is_features(path: str | Path) -> bool:
+    """Is ``path`` a precomputed-features file (``.npz``) rather than a folder of samples?"""
+    return Path(path).suffix.lower() == ".npz"
+
+
+def read_features(path: str | Path, *, layout: str, ndims: tuple[int, ...], min_samples: int) -> np.ndarray:
+    """The array ``feats`` of an .npz file as float64, checked: ndim, floating dtype, finite, enough samples.
+
+    ``layout`` names the expected shape in messages (e.g. "[N, D]").
+    """
+    p = Path(path)
+    how = f"an .npz file holding an array 'feats' {layout}, e.g. np.savez(path, feats=features)"
+    if not p.is_file():
+        raise UserError(f"features file not found: {p} (pass {how})")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if "feats" not in data.files:
+                raise UserError(f"{p} has no array 'feats' (it holds: {', '.join(data.files) or 'nothing'}); pass {how}")
+            feats = data["feats"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{p} is not a readable .npz of numbers ({exc}); pass {how}") from exc
+    if feats.ndim not in ndims:
+        raise UserError(f"{p}: 'feats' has shape {list(feats.shape)}, expected {layout}; pass {how}")
+    if not np.issubdtype(feats.dtype, np.floating):
+        raise UserError(f"{p}: 'feats' has dtype {feats.dtype}, expected floating point (float32 or float64); save the features as floats")
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        raise UserError(f"{p}: 'feats' holds {int(bad.sum())} NaN/inf values (first in sample {int(np.argwhere(bad)[0][0])}); recompute those features")
+    if feats.shape[0] < min_samples:
+        raise UserError(f"{p}: 'feats' holds {feats.shape[0]} samples, at least {min_samples} are needed; score more samples")
+    return feats.astype(np.float64)
+
+
+def same_width(real: np.ndarray, real_path: str | Path, fake: np.ndarray, fake_path: str | Path) -> None:
+    """Real and generated features must have the same feature size D (last axis)."""
+    if real.shape[-1] != fake.shape[-1]:
+        raise UserError(f"{real_path} has {real.shape[-1]}-d features but {fake_path} has {fake.shape[-1]}-d; "
+                        "compute both with the same backbone")

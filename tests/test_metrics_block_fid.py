@@ -1,4 +1,4 @@
-"""Block-FID: blocks of k identical real blocks give the FID of those blocks; regions and masks; bad sizes."""
+"""Block-FID: k identical blocks per image give the FID of those blocks; regions and masks; bad sizes."""
 from __future__ import annotations
 
 import json
@@ -45,7 +45,7 @@ def save(folder: Path, images: list[np.ndarray]) -> Path:
 
 def score(command: str, real: Path, fake: Path, proxy: Path, out: Path, *extra: str) -> dict:
     assert main(["eval", command, "--real", str(real), "--fake", str(fake), "--backbone", str(proxy),
-                 "--set", "metrics.bootstrap=0", "--set", "metrics.cache=false", "--set", f"metrics.block={SIZE}",
+                 "--set", "metrics.cache=false", "--set", f"metrics.block={SIZE}",
                  "--json", str(out), *extra]) == 0
     return json.loads(out.read_text())
 
@@ -56,11 +56,14 @@ def test_block_fid_of_repeated_real_blocks_equals_their_fid(proxy, tmp_path):
     wide = save(tmp_path / "wide", [np.concatenate([t] * k, axis=1) for t in tiles])
     plain = score("fid", real, save(tmp_path / "tiles", tiles), proxy, tmp_path / "fid.json")
     block = score("block-fid", real, wide, proxy, tmp_path / "block.json")
-    assert block["positions"] == k and block["value"] > 0
-    assert block["value"] == pytest.approx(plain["value"], rel=1e-9)
+    assert block["positions"] == k and block["plugin"] > 0
+    for key in ("value", "plugin", "se", "ci_low", "ci_high"):  # k identical positions: their mean is the FID
+        assert block[key] == pytest.approx(plain[key], rel=1e-9), key
+    assert block["kid"]["value"] == pytest.approx(plain["kid"]["value"], rel=1e-9) and block["kid"]["library"] == "torch-fidelity"
+    assert block["per_position"] == pytest.approx([plain["value"]] * k, rel=1e-9)
     pooled = score("block-fid", real, wide, proxy, tmp_path / "pooled.json", "--pooled")
     # pooled: the same blocks k times over -> same mean, covariance scaled by k(N-1)/(kN-1), so close but not equal
-    assert pooled["pooled"] and pooled["value"] == pytest.approx(plain["value"], rel=0.2)
+    assert pooled["pooled"] and pooled["plugin"] == pytest.approx(plain["plugin"], rel=0.2) and pooled["n"] == 20
 
 
 def test_region_scores_only_the_extended_half(proxy, tmp_path):
@@ -70,12 +73,13 @@ def test_region_scores_only_the_extended_half(proxy, tmp_path):
     real, fake = save(tmp_path / "real", real_imgs), save(tmp_path / "fake", mixed)
     right = score("block-fid", real, fake, proxy, tmp_path / "r.json", "--region", "right-half")
     left = score("block-fid", real, fake, proxy, tmp_path / "l.json", "--region", "left-half")
-    assert abs(right["value"]) < 1e-6 < left["value"]
+    assert abs(right["plugin"]) < 1e-6 < left["plugin"]
     masks = torch.zeros(20, 4, 4, dtype=torch.bool)
     masks[:, :, 2:] = True
     torch.save(masks, tmp_path / "masks.pt")
     assert mask_box(tmp_path / "masks.pt") == REGIONS["right-half"]
     by_mask = score("block-fid", real, fake, proxy, tmp_path / "m.json", "--masks", str(tmp_path / "masks.pt"))
+    assert by_mask["plugin"] == pytest.approx(right["plugin"], abs=1e-9)
     assert by_mask["value"] == pytest.approx(right["value"], abs=1e-9)
 
 

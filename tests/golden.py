@@ -41,9 +41,9 @@ def baseline_model(name: str):
     return get(name).build(cfg).eval()
 
 
-def fingerprint(module: torch.nn.Module) -> float:
-    """A number that changes when any weight does (sum of |w| * (1 + index) over all parameters)."""
-    return float(sum(p.detach().double().abs().sum() * (i + 1) for i, p in enumerate(module.parameters())))
+def fingerprint(module: torch.nn.Module) -> list[float]:
+    """Sum of |w| per parameter tensor, sorted: changes when a weight does, not when modules are renamed or reordered."""
+    return sorted(float(p.detach().double().abs().sum()) for p in module.parameters())
 
 
 def captions(batch: int) -> torch.Tensor:

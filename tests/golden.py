@@ -6,6 +6,10 @@ canvas with a fixed ``torch.Generator`` through the public entry points (``nuwa.
 the tokens these recipes produced at commit f205592 (written by ``python tests/golden.py --write``
 there) together with a fingerprint of each model's weights, so a mismatch says whether the weights
 or the decoding changed. tests/test_golden.py checks that the current code reproduces them exactly.
+
+Since the refactor Taming's samplers take a ``nuwa.sampling.Sampler`` (the settings and the
+generator) instead of the two separately; the recipes pass the same settings and generator, which
+the sampler uses in the same order (one shared stream).
 """
 from __future__ import annotations
 
@@ -92,6 +96,7 @@ def taming_case(grid, method: str, guidance=1.0, known_rows=0):
     def run():
         from baselines import taming
         from baselines.common import Conditioning
+        from nuwa.sampling import Sampler
 
         model = baseline_model("taming")
         text = captions(2)
@@ -110,7 +115,7 @@ def taming_case(grid, method: str, guidance=1.0, known_rows=0):
         known[:known_rows] = True
         cond = Conditioning(model, text, 2, guidance)
         sample = taming.sample_cached if method == "cached" else taming.sample_sliding
-        tokens = sample(model, canvas, known, cond, sampling(guidance=guidance), torch.Generator().manual_seed(5))
+        tokens = sample(model, canvas, known, cond, Sampler(sampling(guidance=guidance), torch.Generator().manual_seed(5)))
         return tokens, fingerprint(model)
     return run
 

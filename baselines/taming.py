@@ -63,10 +63,10 @@ def check_raster_known(known: torch.Tensor) -> None:
 
 def cached_step(module: TokenTransformer, cond: Conditioning, rows: int, compile_step: bool = False) -> engine.Step:
     """Taming's decode step over a fresh static KV cache: (tokens [B, S], slots [S]) -> guided logits [B, S, V]."""
-    cache = module.new_cache(rows)
-    step = module.step
-    if compile_step:
-        cache.static()
+    cache, step = module.new_cache(rows), module.step
+    if compile_step:  # the same buffers for every generation of this batch
+        key = ("window", rows, module.head.weight.dtype, module.head.weight.device)
+        cache = engine.static_cache(module, key, lambda: module.new_cache(rows))
         step = engine.compiled(module.step, cache.k.device)
     return lambda tokens, slots: cond.combine(step(cond.expand(tokens), slots, cache, cond.context))
 

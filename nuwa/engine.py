@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -64,7 +65,9 @@ class KVCache:
         return self.k.index_select(3, positions), self.v.index_select(3, positions)
 
     def view(self, length: int) -> KVCache:
-        """The first ``length`` positions, sharing storage."""
+        """The first ``length`` positions, sharing storage (the cache itself when that is all of it)."""
+        if length == self.length:
+            return self
         part = KVCache.__new__(KVCache)
         part.k, part.v = self.k[:, :, :, :length], self.v[:, :, :, :length]
         return part
@@ -77,9 +80,23 @@ class KVCache:
 
     def static(self) -> KVCache:
         """Mark the buffers as fixed addresses for torch.compile / CUDA graphs (they are mutated in place)."""
-        torch._dynamo.mark_static_address(self.k)
-        torch._dynamo.mark_static_address(self.v)
+        torch._dynamo.mark_static_address(self.k, guard=False)
+        torch._dynamo.mark_static_address(self.v, guard=False)
         return self
+
+
+_STATIC_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_cache(owner: nn.Module, key: tuple, make: Callable[[], KVCache]) -> KVCache:
+    """The KVCache ``make()`` built once per (``owner``, ``key``) and reused by every later generation of
+    the same shapes, its buffers marked static: compiled steps and their CUDA graphs then see the same
+    addresses every time (gpt-fast sets its caches up once per model likewise). Stale contents are
+    harmless: every step's mask hides what the current generation has not written."""
+    per_owner = _STATIC_CACHES.setdefault(owner, {})
+    if key not in per_owner:
+        per_owner[key] = make().static()
+    return per_owner[key]
 
 
 class Attention(nn.Module):

@@ -48,16 +48,20 @@ class Session:
     """One generation's decoding state: the plan, the NCP pool, the patch attention cache, the caption."""
 
     def __init__(self, model: NuwaInfinity, plan: list[adc.Patch], rows: int, text: TextKV | None,
-                 compile_step: bool = False):
+                 compile_step: bool = False, static: bool = False):
         self.model, self.plan, self.text = model, plan, text
         tokens = model.cfg.tokens_per_patch
         coords = torch.tensor([p[:3] for p in plan])[None]
-        self.ncp = SlotPool(coords, model.cfg.extent, tokens, lambda length: model.new_cache(rows, length))
-        widest = max(len(s) for s in self.ncp.selects) * tokens
-        self.cache = model.new_cache(rows, widest + tokens + 1)
-        self.decode = model.decode
+        def new_cache(rows: int, length: int, name: str) -> engine.KVCache:
+            if not compile_step:
+                return model.new_cache(rows, length)
+            key = (name, rows, length, model.head.weight.dtype, model.head.weight.device)  # same buffers every time
+            return engine.static_cache(model, key, lambda: model.new_cache(rows, length))
+        self.ncp = SlotPool(coords, model.cfg.extent, tokens, lambda length: new_cache(rows, length, "pool"))
+        self.widest = max(len(s) for s in self.ncp.selects) * tokens
+        self.cache = new_cache(rows, self.widest + tokens + 1, "patch")
+        self.decode, self.static = model.decode, static or compile_step  # static: every patch the same shapes
         if compile_step:
-            self.cache.static(), self.ncp.kv.static()
             self.decode = engine.compiled(model.decode, self.cache.k.device)
 
     def begin(self, n: int) -> PatchState:
@@ -65,7 +69,8 @@ class Session:
         context = self.ncp.select(n)
         slot = self.ncp.reserve(n)
         patches = [self.plan[m] for m in self.ncp.selects[n]]
-        return self.model.begin_patch(self.plan[n], patches, context, self.ncp.kv, self.cache, slot, self.text)
+        return self.model.begin_patch(self.plan[n], patches, context, self.ncp.kv, self.cache, slot, self.text,
+                                      self.widest if self.static else None)
 
     def end(self, n: int) -> None:
         """NCP.Add and NCP.Remove after the n-th patch."""
@@ -197,8 +202,13 @@ def encode_caption(model: NuwaInfinity, request: GenerationRequest, guided: bool
     return model.encode_text(text.to(device))
 
 
-def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = True) -> tuple[torch.Tensor, SlotPool]:
-    """Algorithm 2 over a token canvas: Long[B, F, h, w] (given tokens unchanged) and the NCP used."""
+def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = True,
+             static: bool = False) -> tuple[torch.Tensor, SlotPool]:
+    """Algorithm 2 over a token canvas: Long[B, F, h, w] (given tokens unchanged) and the NCP used.
+
+    ``static``: every patch attends over the widest context of the plan (the gap masked), so every
+    decode step has the same shapes -- what torch.compile / CUDA graphs want (``request.compile``
+    implies it); same tokens."""
     m, device = model.cfg.patch, next(model.parameters()).device
     frames, h, w = request.grid
     if h % m or w % m or min(frames, h, w) < 1:
@@ -217,7 +227,7 @@ def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = T
                  "at least one token); the other steps are not run", model.cfg.tokens_per_patch, run, steps)
     guided = model.text is not None and request.sampling.guidance != 1.0
     rows = request.batch * (2 if guided else 1)
-    session = Session(model, known + new, rows, encode_caption(model, request, guided, device), request.compile)
+    session = Session(model, known + new, rows, encode_caption(model, request, guided, device), request.compile, static)
     canvas = Canvas(model, (request.known.clone() if request.known is not None
                             else torch.zeros(request.batch, *request.grid, dtype=torch.long)).to(device))
     precache(session, known, canvas, rows)

@@ -77,7 +77,7 @@ class PatchState:
 
     cache: KVCache                 # its attention keys/values: the context (K + e, V), then its own M+1 positions
     own: int                       # where its own positions start in ``cache`` (the context length)
-    masks: tuple[torch.Tensor, torch.Tensor]  # additive [1 or h, M+1, own+M+1]: clean stream (causal), masked stream
+    masks: tuple[torch.Tensor, torch.Tensor]  # additive [1, 1 or h, M+1, own+M+1]: clean (causal), masked stream
     key_emb: torch.Tensor | None   # [h, M+1, dh] ADC.emb of its own positions, added to their keys (pre-feeding)
     tpos: torch.Tensor             # Long[M+1] spatial token position of each within-patch index (start query: M)
     order: torch.Tensor            # Long[1] its writing order (selects the start query)
@@ -227,31 +227,36 @@ class NuwaInfinity(nn.Module):
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
     def begin_patch(self, patch: Patch, context: list[Patch], context_kv: torch.Tensor, pool: KVCache,
-                    cache: KVCache, slot: torch.Tensor, text: TextKV | None) -> PatchState:
+                    cache: KVCache, slot: torch.Tensor, text: TextKV | None, own: int | None = None) -> PatchState:
         """Set up the decoding of ``patch``: NCP.Select gave the ``context`` patches and the pool positions
         ``context_kv`` Long[C] of their tokens; ADC.emb (Eq. 8) and the masks are computed here once.
 
         The context's keys/values are copied from ``pool`` into the first C positions of ``cache`` (with
-        ADC.emb added to the keys when pre-feeding); the patch's own M+1 positions follow."""
+        ADC.emb added to the keys when pre-feeding); the patch's own M+1 positions follow at ``own``
+        (default C; a fixed ``own`` >= every C gives every patch the same shapes, masking the gap)."""
         m, device = self.cfg.tokens_per_patch, context_kv.device
-        own = len(context) * m
+        c = len(context) * m
+        own = c if own is None else own
         order = ORDERS.index(patch.order)
         offsets = torch.tensor([self._offset(patch, p) for p in context for _ in range(m)]
                                + [self._offset(patch, patch)] * (m + 1), device=device, dtype=torch.long)
         own_tpos = torch.cat([torch.tensor([m], device=device), self.token_orders[order]])
         tpos = torch.cat([self.token_orders[ORDERS.index(p.order)] for p in context] + [own_tpos])
-        emb = self.rel.per_key(offsets, tpos)
+        emb = self.rel.per_key(offsets, tpos)  # over the C context keys, then the own M+1
         view = cache.view(own + m + 1)
         k, v = pool.read(context_kv)
         if self.cfg.pos_feed == "pre":
-            k = k + emb[:, :own]
-        view.write(torch.arange(own, device=device), k, v)
+            k = k + emb[:, :c]
+        view.write(torch.arange(c, device=device), k, v)
+        context_visible = (torch.arange(own, device=device) < c).expand(m + 1, own)
         causal = torch.ones(m + 1, m + 1, dtype=torch.bool, device=device).tril()
-        visible = [torch.cat([torch.ones(m + 1, own, dtype=torch.bool, device=device), own_keys], 1)
-                   for own_keys in (causal, torch.ones_like(causal))]
-        bias = emb if self.cfg.pos_feed == "post" else 0
-        masks = tuple(engine.additive(sees, k.dtype)[None] + bias for sees in visible)
-        return PatchState(view, own, masks, emb[:, own:] if self.cfg.pos_feed == "pre" else None, own_tpos,
+        visible = [torch.cat([context_visible, own_keys], 1) for own_keys in (causal, torch.ones_like(causal))]
+        bias = 0
+        if self.cfg.pos_feed == "post":
+            gap = emb.new_zeros(emb.shape[0], 1, own - c)
+            bias = torch.cat([emb[..., :c], gap, emb[..., c:]], -1)
+        masks = tuple((engine.additive(sees, k.dtype)[None] + bias)[None] for sees in visible)  # 4-d: SDPA's fused CPU kernel
+        return PatchState(view, own, masks, emb[:, c:] if self.cfg.pos_feed == "pre" else None, own_tpos,
                           torch.tensor([order], device=device), slot, pool, text)
 
     def _offset(self, query: Patch, key: Patch) -> int:
@@ -269,7 +274,7 @@ class NuwaInfinity(nn.Module):
         x = torch.where((index == 0)[:, None], self.start(state.order), self.tok(ids) + self.pos(state.tpos[index]))
         if record and not self.cfg.caches:
             state.pool.write(state.slot[index], *self.context_kv(x))
-        keys = PatchKeys(state.cache, state.own + index, state.masks[stream][:, index],
+        keys = PatchKeys(state.cache, state.own + index, state.masks[stream][:, :, index],
                          None if state.key_emb is None else state.key_emb[:, index],
                          state.pool if record and self.cfg.caches else None, state.slot[index])
         for layer, block in enumerate(self.blocks):

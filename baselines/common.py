@@ -94,10 +94,12 @@ class TokenTransformer(nn.Module):
         p = self.head.weight
         return KVCache(self.cfg.layers, rows, self.cfg.heads, self.cfg.length, self.cfg.dim // self.cfg.heads, p.dtype, p.device)
 
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, text: TextKV | None) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, text: TextKV | None,
+             length: int | None = None) -> torch.Tensor:
         """Decode step: feed ``tokens`` Long[B, S] at cache slots ``positions`` Long[S] (slot i: window position
-        i, causal), writing their keys/values into ``cache`` in place -> logits [B, S, n_embed]."""
-        return self._run(tokens, positions, Cached(cache, positions, self.causal[positions]), text)
+        i, causal), writing their keys/values into ``cache`` in place -> logits [B, S, n_embed]. ``length``:
+        attend over the first ``length`` slots only (> the last position; None: all, fixed shapes)."""
+        return self._run(tokens, positions, Cached(cache, positions, self.causal[positions, :length], length), text)
 
     def encode_text(self, text: torch.Tensor | None) -> TextKV | None:
         if self.text is None or text is None:

@@ -68,7 +68,9 @@ def cached_step(module: TokenTransformer, cond: Conditioning, rows: int, compile
         key = ("window", rows, module.head.weight.dtype, module.head.weight.device)
         cache = engine.static_cache(module, key, lambda: module.new_cache(rows))
         step = engine.compiled(module.step, cache.k.device)
-    return lambda tokens, slots: cond.combine(step(cond.expand(tokens), slots, cache, cond.context))
+    def guided(tokens: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:  # eager: read only the slots it can see
+        return cond.combine(step(cond.expand(tokens), slots, cache, cond.context, None if compile_step else int(slots[-1]) + 1))
+    return guided
 
 
 @torch.no_grad()

@@ -141,12 +141,15 @@ class Fresh:
 
 @dataclass
 class Cached:
-    """Write the new positions' keys/values into ``cache`` at ``positions`` and attend over the whole
-    cache under ``mask`` (additive, [.., S, cache length]; it hides what is not written yet)."""
+    """Write the new positions' keys/values into ``cache`` at ``positions`` and attend over the cache's
+    first ``length`` positions (default: all; decoding passes the last visible one + 1 so that keys the
+    mask would hide are not even read) under ``mask`` (additive, [.., S, length]; it hides what is not
+    written yet)."""
 
     cache: KVCache
     positions: torch.Tensor
     mask: torch.Tensor
+    length: int | None = None
 
     def project(self, layer: int, block: Block, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values to write for the new positions."""
@@ -154,6 +157,8 @@ class Cached:
 
     def __call__(self, layer: int, block: Block, h: torch.Tensor, q: torch.Tensor):
         keys, values = self.cache.update(layer, self.positions, *self.project(layer, block, h))
+        if self.length is not None:
+            keys, values = keys[:, :, :self.length], values[:, :, :self.length]
         return keys, values, self.mask
 
 

@@ -31,7 +31,7 @@ from nuwa.io import atomic_path, require_file
 from nuwa.samples import SampleWriter, check_video_format
 from nuwa.sampling import SamplingConfig
 from nuwa.train import patch_tokens
-from nuwa.train import sampling_config as family_sampling
+from nuwa.settings import sampling_config as family_sampling
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ class Session:
         slot = self.ncp.reserve(n)
         patches = [self.plan[m] for m in self.ncp.selects[n]]
         return self.model.begin_patch(self.plan[n], patches, context, self.ncp.kv, self.cache, slot, self.text,
-                                      self.widest if self.static else None)
+                                      self.widest if self.static else None, self.static)
 
     def end(self, n: int) -> None:
         """NCP.Add and NCP.Remove after the n-th patch."""

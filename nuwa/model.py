@@ -84,6 +84,7 @@ class PatchState:
     slot: torch.Tensor             # Long[M+1] its slot in the NCP pool
     pool: KVCache                  # the NCP pool (nuwa.ncp.SlotPool.kv)
     text: TextKV | None
+    static: bool = False           # every step attends over the whole cache (fixed shapes, for torch.compile)
 
 
 @dataclass
@@ -227,13 +228,15 @@ class NuwaInfinity(nn.Module):
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
     def begin_patch(self, patch: Patch, context: list[Patch], context_kv: torch.Tensor, pool: KVCache,
-                    cache: KVCache, slot: torch.Tensor, text: TextKV | None, own: int | None = None) -> PatchState:
+                    cache: KVCache, slot: torch.Tensor, text: TextKV | None, own: int | None = None,
+                    static: bool = False) -> PatchState:
         """Set up the decoding of ``patch``: NCP.Select gave the ``context`` patches and the pool positions
         ``context_kv`` Long[C] of their tokens; ADC.emb (Eq. 8) and the masks are computed here once.
 
         The context's keys/values are copied from ``pool`` into the first C positions of ``cache`` (with
         ADC.emb added to the keys when pre-feeding); the patch's own M+1 positions follow at ``own``
-        (default C; a fixed ``own`` >= every C gives every patch the same shapes, masking the gap)."""
+        (default C; a fixed ``own`` >= every C gives every patch the same shapes, masking the gap).
+        ``static``: the decode steps attend over the whole cache, also the positions not written yet."""
         m, device = self.cfg.tokens_per_patch, context_kv.device
         c = len(context) * m
         own = c if own is None else own
@@ -257,7 +260,7 @@ class NuwaInfinity(nn.Module):
             bias = torch.cat([emb[..., :c], gap, emb[..., c:]], -1)
         masks = tuple((engine.additive(sees, k.dtype)[None] + bias)[None] for sees in visible)  # 4-d: SDPA's fused CPU kernel
         return PatchState(view, own, masks, emb[:, c:] if self.cfg.pos_feed == "pre" else None, own_tpos,
-                          torch.tensor([order], device=device), slot, pool, text)
+                          torch.tensor([order], device=device), slot, pool, text, static)
 
     def _offset(self, query: Patch, key: Patch) -> int:
         """ADC.emb's table index of ``key``'s offset from ``query``."""
@@ -274,7 +277,8 @@ class NuwaInfinity(nn.Module):
         x = torch.where((index == 0)[:, None], self.start(state.order), self.tok(ids) + self.pos(state.tpos[index]))
         if record and not self.cfg.caches:
             state.pool.write(state.slot[index], *self.context_kv(x))
-        keys = PatchKeys(state.cache, state.own + index, state.masks[stream][:, :, index],
+        length = None if state.static else state.own + int(index[-1]) + 1  # the keys a causal step can see
+        keys = PatchKeys(state.cache, state.own + index, state.masks[stream][:, :, index, :length], length,
                          None if state.key_emb is None else state.key_emb[:, index],
                          state.pool if record and self.cfg.caches else None, state.slot[index])
         for layer, block in enumerate(self.blocks):

@@ -53,9 +53,6 @@ class Positions:
     def __getitem__(self, index: slice | torch.Tensor) -> Positions:
         return Positions(*(getattr(self, k.name)[:, index] for k in fields(self)))
 
-    def repeat(self, times: int) -> Positions:
-        return Positions(*(getattr(self, k.name).repeat(times, 1) for k in fields(self)))
-
     @staticmethod
     def cat(parts: list[Positions]) -> Positions:
         return Positions(*(torch.cat([getattr(p, k.name) for p in parts], 1) for k in fields(Positions)))
@@ -85,13 +82,6 @@ class Memory:
     def layer_input(self, layer: int) -> torch.Tensor:
         """The hidden states layer ``layer`` projects: its own input, or the shared token embeddings."""
         return self.hidden[layer if self.hidden.shape[0] > 1 else 0]
-
-    def extend(self, pos: Positions, kv: KV) -> Memory:
-        """This memory plus more projected positions (the AR decoder's own prefix)."""
-        if self.kv is None:
-            return Memory(self.hid_pos, self.hidden, pos, kv)
-        merged = [(torch.cat([k0, k1], 2), torch.cat([v0, v1], 2)) for (k0, v0), (k1, v1) in zip(self.kv, kv)]
-        return Memory(self.hid_pos, self.hidden, Positions.cat([self.kv_pos, pos]), merged)
 
     def detach(self) -> Memory:
         kv = None if self.kv is None else [(k.detach(), v.detach()) for k, v in self.kv]

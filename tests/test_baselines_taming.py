@@ -189,3 +189,12 @@ def test_training_batch_of_the_wrong_size_is_one_line(model):
     batch = {"tokens": torch.zeros(2, 1, 8, 8, dtype=torch.long), "text": torch.zeros(2, 77, dtype=torch.long)}
     with pytest.raises(UserError, match="baselines.taming.model.window"):
         taming.FAMILY.loss(model, model.cfg, batch, training=True)
+
+
+def test_checkpoints_with_the_norm_names_of_before_the_shared_blocks_still_load(model):
+    legacy = {k.replace(".norm1.", ".norm_self.").replace(".norm2.", ".norm_cross.").replace(".norm3.", ".norm_ffn."): v
+              for k, v in model.state_dict().items()}
+    assert any(".norm_self." in k for k in legacy)
+    again = taming.FAMILY.from_config(taming.FAMILY.model_config(model))
+    again.load_state_dict(legacy)  # strict: every key found under its new name
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))

@@ -146,7 +146,7 @@ def sampling_speed(dry: bool) -> dict:
 
     sets = ["nuwa.model.layers=2", "nuwa.model.dim=32", "nuwa.model.heads=2", "nuwa.model.patch=4",
             "baselines.taming.model.window=[4, 4]", "baselines.maskgit.model.window=[4, 4]"] if dry else []
-    cfg = preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry")
+    cfg = preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry", check=False)
     names = ["taming", "maskgit", "nuwa-ar", "nuwa-nar", "nuwa-pnar"]
     return measure(cfg, "paper-geometry", names, [1, 2] if dry else [1, 2, 4], [1, 2] if dry else [1, 16], {},
                    repeats=1 if dry else 3, max_entry_seconds=30.0)
@@ -158,7 +158,7 @@ def ncp_scaling(dry: bool, device: torch.device) -> dict:
     from nuwa.settings import settings
 
     sets = ["nuwa.model.layers=2", "nuwa.model.dim=32", "nuwa.model.heads=2", "nuwa.model.patch=4"] if dry else []
-    cfg = settings(preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry")).model
+    cfg = settings(preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry", check=False)).model
     return measure(cfg, (1, 2, 4) if dry else (1, 2, 4, 8, 16, 32), 1, 0, device, isolate=False)
 
 

@@ -21,7 +21,8 @@ PAPER_GEOMETRY = [
 PRESETS = {"embedded": [], "paper-geometry": PAPER_GEOMETRY}
 
 
-def preset_config(args: argparse.Namespace, preset: str) -> dict:
-    """The config files of ``args`` (default config/config.yaml), the preset's overrides, then ``args.overrides``."""
+def preset_config(args: argparse.Namespace, preset: str, check: bool = True) -> dict:
+    """The config files of ``args`` (default config/config.yaml), the preset's overrides, then ``args.overrides``
+    (``check``: validate against the workflow's schema, which needs jsonschema)."""
     paths = args.config or [REPO_ROOT / "config" / "config.yaml"]
-    return load_config(paths, PRESETS[preset] + list(args.overrides))
+    return load_config(paths, PRESETS[preset] + list(args.overrides), check=check)

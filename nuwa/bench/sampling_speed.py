@@ -12,8 +12,10 @@ Presets (``--preset``):
 
 Taming uses its KV cache on a canvas of its window (width 1) and the sliding window on wider ones;
 MaskGIT decodes windows with half-window stride; NUWA-Infinity generates in omega order through
-NCP. Every (model, width, batch) entry is timed ``--repeats`` times after one untimed warm-up
-generation per model; repeats are interleaved (round r of every entry before round r+1 of any),
+NCP. An entry name with ``+compile`` (e.g. ``nuwa-ar+compile``; ``--compile``: every entry) runs
+its decode steps under torch.compile (CUDA graphs on a GPU), so eager and compiled are timed in one
+job. Every (model, width, batch) entry is timed ``--repeats`` times after one untimed warm-up
+generation per model (per entry when compiled: compilation is not timed); repeats are interleaved (round r of every entry before round r+1 of any),
 so a change in machine load shows in every entry alike, and an entry stops repeating once its timed
 seconds pass ``--max-entry-seconds``. Sample i of a batch draws from its own random stream (seed + i),
 so the tokens of a sample do not depend on the batch size. The result (JSON layout in
@@ -41,7 +43,7 @@ from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get, load_module
 from nuwa.io import write_json, write_text
 from nuwa.text import tokenize
-from nuwa.train import sampling_config
+from nuwa.settings import sampling_config
 
 log = logging.getLogger(__name__)
 CAPTION = "a large lake surrounded by green vegetation and mountains in the background"
@@ -60,6 +62,7 @@ class Model:
     module: nn.Module
     sampling: object
     checkpoint: str | None
+    compile: bool = False
 
     @property
     def decoder(self) -> str:
@@ -74,22 +77,32 @@ class Model:
         return f"NCP {tuple(self.module.cfg.extent)}, {self.decoder.upper()}{steps}"
 
     def describe(self) -> dict:
-        return {"family": self.family.kind, "decoder": self.decoder, "checkpoint": self.checkpoint,
+        return {"family": self.family.kind, "decoder": self.decoder, "compile": self.compile, "checkpoint": self.checkpoint,
                 "parameters": sum(p.numel() for p in self.module.parameters()),
                 "config": self.family.model_config(self.module), "sampling": dataclasses.asdict(self.sampling)}
 
 
+def parse_name(name: str) -> tuple[str, bool]:
+    """(entry without ``+compile``, whether it is compiled); a one-line UserError for an unknown one."""
+    base = name.removesuffix("+compile")
+    if base not in DECODERS:
+        raise UserError(f"unknown model {name!r}; choose from {', '.join(DECODERS)} (each optionally +compile)")
+    return base, base != name
+
+
 def build_models(cfg: dict, names: list[str], checkpoints: dict[str, str | None], seed: int,
-                 device: torch.device) -> list[Model]:
+                 device: torch.device, compile_all: bool = False) -> list[Model]:
     models = []
     for name in names:
-        kind, decoder = DECODERS[name]
+        base, compiled = parse_name(name)
+        kind, decoder = DECODERS[base]
         family = get(kind)
         path = checkpoints.get(kind) if decoder is None else None
         model_cfg = cfg if decoder is None else apply_overrides(cfg, [f"nuwa.model.local={decoder}"])
         torch.manual_seed(seed)
         module = load_module(family, path) if path else family.build(model_cfg)
-        models.append(Model(name, family, module.to(device).eval(), sampling_config(model_cfg, kind), path))
+        models.append(Model(name, family, module.to(device).eval(), sampling_config(model_cfg, kind), path,
+                            compiled or compile_all))
     return models
 
 
@@ -101,13 +114,12 @@ def canvas(cfg: dict, width: int) -> tuple[int, int, int]:
     return 1, h, width * w
 
 
-def time_one(model: Model, grid: tuple[int, int, int], batch: int, seed: int, compile_step: bool,
-             device: torch.device) -> float:
+def time_one(model: Model, grid: tuple[int, int, int], batch: int, seed: int, device: torch.device) -> float:
     """Wall-clock seconds of one ``generate`` of ``batch`` images (captioned when the model has text)."""
     text = tokenize([CAPTION] * batch) if getattr(model.module, "text", None) is not None else None
     request = GenerationRequest(grid=grid, batch=batch, text=text, sampling=model.sampling, progress=False,
                                 generators=[torch.Generator(device).manual_seed(seed + i) for i in range(batch)],
-                                compile=compile_step)
+                                compile=model.compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -134,18 +146,21 @@ def sampling_speed(cfg: dict, preset: str, names: list[str], widths: list[int], 
     if repeats < 1 or min(widths) < 1 or min(batches) < 1:
         raise UserError("--repeats, --widths and --batches must be >= 1")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    models = build_models(cfg, names, checkpoints, seed, device)
-    entries = [{"model": m.name, "decoder": m.decoder, "method": m.method(width), "width": width,
-                "grid": list(canvas(cfg, width)), "batch": batch, "seconds_per_image": []}
+    models = build_models(cfg, names, checkpoints, seed, device, compile_step)
+    entries = [{"model": m.name, "decoder": m.decoder, "method": m.method(width) + (", compiled" if m.compile else ""),
+                "width": width, "grid": list(canvas(cfg, width)), "batch": batch, "seconds_per_image": []}
                for m in models for width in widths for batch in batches]
     for m in models:  # warm-up: the smallest canvas, one image
-        time_one(m, canvas(cfg, min(widths)), 1, seed, compile_step, device)
+        time_one(m, canvas(cfg, min(widths)), 1, seed, device)
     by_name = {m.name: m for m in models}
     for r in range(repeats):
         for e in entries:
+            model = by_name[e["model"]]
             if e["seconds_per_image"] and sum(e["seconds_per_image"]) * e["batch"] > max_entry_seconds:
                 continue
-            seconds = time_one(by_name[e["model"]], tuple(e["grid"]), e["batch"], seed + 1000 * (r + 1), compile_step, device)
+            if model.compile and not e["seconds_per_image"]:  # compile this entry's shapes untimed
+                time_one(model, tuple(e["grid"]), e["batch"], seed, device)
+            seconds = time_one(model, tuple(e["grid"]), e["batch"], seed + 1000 * (r + 1), device)
             e["seconds_per_image"].append(seconds / e["batch"])
             log.info("%s x%d batch %d (%s): %.3f s per image", e["model"], e["width"], e["batch"], e["method"], seconds / e["batch"])
     results: dict = {}
@@ -184,6 +199,10 @@ def ratios(results: dict) -> dict:
             if nuwa and mean(nuwa, width, batch, "ms_per_token") and mean("taming", 1, batch, "ms_per_token"):
                 out[f"{nuwa}_ms_per_token_x{width}_over_taming_kv_x1_b{batch}"] = (
                     mean(nuwa, width, batch, "ms_per_token") / mean("taming", 1, batch, "ms_per_token"))
+            for model in (m for m in results if m.endswith("+compile")):
+                base = model.removesuffix("+compile")
+                if mean(base, width, batch) and mean(model, width, batch):
+                    out[f"{base}_over_{model}_x{width}_b{batch}"] = mean(base, width, batch) / mean(model, width, batch)
             for model in results:
                 if batch != 1 and mean(model, width, batch) and mean(model, width, 1):
                     out[f"{model}_images_per_second_b{batch}_over_b1_x{width}"] = mean(model, width, 1) / mean(model, width, batch)
@@ -212,9 +231,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.preset == "paper-geometry" and any(checkpoints.values()):
         raise UserError("--preset paper-geometry times fresh models; pass checkpoints with --preset embedded")
     names = args.models or list(models)
-    unknown = [n for n in names if n not in DECODERS]
-    if unknown:
-        raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(DECODERS)}")
+    for name in names:
+        parse_name(name)
     result = sampling_speed(cfg, args.preset, names, args.widths or list(widths), args.batches or list(batches),
                             checkpoints, args.repeats, args.max_entry_seconds, args.seed, args.compile)
     print(table(result))
@@ -229,7 +247,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_args(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper-geometry",
                    help="paper-geometry (fresh models, 16x16-token patches/windows) or embedded (trained checkpoints)")
-    p.add_argument("--models", nargs="+", metavar="NAME", help=f"entries to time ({', '.join(DECODERS)})")
+    p.add_argument("--models", nargs="+", metavar="NAME",
+                   help=f"entries to time ({', '.join(DECODERS)}; NAME+compile: its decode steps compiled)")
     p.add_argument("--taming", metavar="CKPT", help="embedded: trained Taming checkpoint (default: fresh model)")
     p.add_argument("--maskgit", metavar="CKPT", help="embedded: trained MaskGIT checkpoint (default: fresh model)")
     p.add_argument("--nuwa", metavar="CKPT", help="embedded: trained NUWA-Infinity checkpoint (default: fresh model)")
@@ -238,7 +257,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed generations per entry (after one warm-up per model)")
     p.add_argument("--max-entry-seconds", type=float, default=120.0,
                    help="stop repeating an entry once its timed seconds exceed this (it keeps at least one)")
-    p.add_argument("--compile", action="store_true", help="decode steps under torch.compile (CUDA graphs on a GPU)")
+    p.add_argument("--compile", action="store_true", help="every entry's decode steps under torch.compile (CUDA graphs on a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.add_argument("--markdown", metavar="OUT", help="also write the table as Markdown")

@@ -49,20 +49,22 @@ class Session:
 
     def __init__(self, model: NuwaInfinity, plan: list[adc.Patch], rows: int, text: TextKV | None,
                  compile_step: bool = False, static: bool = False):
-        self.model, self.plan, self.text = model, plan, text
+        self.model, self.plan, self.text, self.rows = model, plan, text, rows
+        self.compiled, self.static = compile_step, static or compile_step  # static: every patch the same shapes
         tokens = model.cfg.tokens_per_patch
         coords = torch.tensor([p[:3] for p in plan])[None]
-        def new_cache(rows: int, length: int, name: str) -> engine.KVCache:
-            if not compile_step:
-                return model.new_cache(rows, length)
-            key = (name, rows, length, model.head.weight.dtype, model.head.weight.device)  # same buffers every time
-            return engine.static_cache(model, key, lambda: model.new_cache(rows, length))
-        self.ncp = SlotPool(coords, model.cfg.extent, tokens, lambda length: new_cache(rows, length, "pool"))
+        self.ncp = SlotPool(coords, model.cfg.extent, tokens, lambda length: self.new_cache(length, "pool"))
         self.widest = max(len(s) for s in self.ncp.selects) * tokens
-        self.cache = new_cache(rows, self.widest + tokens + 1, "patch")
-        self.decode, self.static = model.decode, static or compile_step  # static: every patch the same shapes
-        if compile_step:
-            self.decode = engine.compiled(model.decode, self.cache.k.device)
+        self.cache = self.new_cache(self.widest + tokens + 1, "patch")
+        self.decode = engine.compiled(model.decode, self.cache.k.device) if compile_step else model.decode
+
+    def new_cache(self, length: int, name: str) -> engine.KVCache:
+        """A KV cache of ``length`` positions; compiled, the same buffers for every generation of these shapes."""
+        if not self.compiled:
+            return self.model.new_cache(self.rows, length)
+        weight = self.model.head.weight
+        key = (name, self.rows, length, weight.dtype, weight.device)
+        return engine.static_cache(self.model, key, lambda: self.model.new_cache(self.rows, length))
 
     def begin(self, n: int) -> PatchState:
         """NCP.Select and ADC.emb for the n-th patch of the plan (computed once for the whole patch)."""

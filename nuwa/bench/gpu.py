@@ -159,7 +159,7 @@ def ncp_scaling(dry: bool, device: torch.device) -> dict:
 
     sets = ["nuwa.model.layers=2", "nuwa.model.dim=32", "nuwa.model.heads=2", "nuwa.model.patch=4"] if dry else []
     cfg = settings(preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry", check=False)).model
-    return measure(cfg, (1, 2, 4) if dry else (1, 2, 4, 8, 16, 32), 1, 0, device, isolate=False)
+    return measure(cfg, (1, 2, 4) if dry else (1, 2, 4, 8, 16, 32), 1 if dry else 2, 0, device, isolate=False)
 
 
 def environment(device: torch.device) -> dict:

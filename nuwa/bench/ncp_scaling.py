@@ -8,7 +8,8 @@ covers the whole canvas, so every earlier patch is context and nothing is ever r
 what NCP saves.
 
 Per (variant, width), measured in a freshly spawned process so that its memory peak is its own:
-seconds per patch (after a 1-patch-wide warm-up in that process), the peak resident memory of the
+seconds per patch (after a 1-patch-wide warm-up in that process; wall clock, and the CPU seconds of
+the process, which other jobs on a shared machine disturb much less), the peak resident memory of the
 process (``ru_maxrss``: everything -- runtime, weights, caches, attention temporaries) and its growth
 over the process right before generating, NCP's peak number of live caches and the bytes they hold
 (weights included: ``peak_held_bytes``), the preallocated NCP pool, and the widest context one
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 WIDTHS = (1, 2, 4, 8, 16, 32)
 
 
-def generate_once(model, width: int, rows: int, seed: int, device: torch.device) -> tuple[float, object]:
+def generate_once(model, width: int, rows: int, seed: int, device: torch.device) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, the NCP used) of one generation."""
     from nuwa import local
 
     m = model.cfg.patch
@@ -43,12 +45,12 @@ def generate_once(model, width: int, rows: int, seed: int, device: torch.device)
                                 generator=torch.Generator(device).manual_seed(seed))
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         _, ncp = local.generate(model, request)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, ncp
+    return time.perf_counter() - start, time.process_time() - cpu, ncp
 
 
 def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> dict:
@@ -62,10 +64,11 @@ def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> d
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     before = rss_bytes()
-    seconds, ncp = generate_once(model, width, rows, seed, dev)
+    seconds, cpu_seconds, ncp = generate_once(model, width, rows, seed, dev)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     tokens = model.cfg.tokens_per_patch
     row = {"width": width, "patches": width * rows, "seconds_per_patch": seconds / (width * rows),
+           "cpu_seconds_per_patch": cpu_seconds / (width * rows),
            "peak_cached_patches": ncp.peak, "peak_cache_bytes": ncp.peak_bytes, "peak_held_bytes": ncp.peak_bytes + weights,
            "pool_bytes": ncp.kv.nbytes(),
            "max_context_tokens": max(len(s) for s in ncp.selects) * tokens,
@@ -75,7 +78,7 @@ def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> d
     return row
 
 
-def ncp_scaling(model_cfg: ModelConfig, widths: tuple[int, ...] = WIDTHS, rows: int = 1, seed: int = 0,
+def ncp_scaling(model_cfg: ModelConfig, widths: tuple[int, ...] = WIDTHS, rows: int = 2, seed: int = 0,
                 device: torch.device | None = None, isolate: bool = True) -> dict:
     """The benchmark table: {"ncp": [row per width], "full": [...], "ratios": {...}}.
 
@@ -102,17 +105,18 @@ def ncp_scaling(model_cfg: ModelConfig, widths: tuple[int, ...] = WIDTHS, rows: 
 
 def ratios(rows: list[dict], wide: int, ref: int) -> dict:
     by = {r["width"]: r for r in rows}
-    keys = ("seconds_per_patch", "peak_rss_bytes", "rss_growth_bytes", "peak_cache_bytes", "peak_held_bytes", "max_context_tokens")
+    keys = ("seconds_per_patch", "cpu_seconds_per_patch", "peak_rss_bytes", "rss_growth_bytes", "peak_cache_bytes", "peak_held_bytes", "max_context_tokens")
     return {f"{k}_{wide}_vs_{ref}": by[wide][k] / max(by[ref][k], 1e-12) for k in keys}
 
 
 def table(result: dict) -> str:
     mib = 2 ** 20
-    lines = ["| variant | width | s/patch | peak RSS MiB | RSS growth MiB | live caches | cache MiB | weights + caches MiB | NCP pool MiB | max context tokens |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | width | s/patch | CPU s/patch | peak RSS MiB | RSS growth MiB | live caches | cache MiB | weights + caches MiB | NCP pool MiB | max context tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("ncp", "full"):
         for r in result[name]:
-            lines.append(f"| {name} | {r['width']} | {r['seconds_per_patch']:.4f} | {r['peak_rss_bytes'] / mib:.0f} | "
+            lines.append(f"| {name} | {r['width']} | {r['seconds_per_patch']:.4f} | {r['cpu_seconds_per_patch']:.4f} | "
+                         f"{r['peak_rss_bytes'] / mib:.0f} | "
                          f"{r['rss_growth_bytes'] / mib:.1f} | {r['peak_cached_patches']} | {r['peak_cache_bytes'] / mib:.2f} | "
                          f"{r['peak_held_bytes'] / mib:.2f} | {r['pool_bytes'] / mib:.2f} | {r['max_context_tokens']} |")
     for name, rs in ((n, r) for n, r in result["ratios"].items() if r):
@@ -140,7 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
     p.add_argument("--markdown", default=None, metavar="OUT", help="also write the table as Markdown")
     p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), help="canvas widths in patches")
-    p.add_argument("--rows", type=int, default=1, help="canvas height in patches")
+    p.add_argument("--rows", type=int, default=2, help="canvas height in patches")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--in-process", action="store_true", help="measure in this process (no fresh process per row)")
     p.set_defaults(func=_cmd)

@@ -114,26 +114,27 @@ def canvas(cfg: dict, width: int) -> tuple[int, int, int]:
     return 1, h, width * w
 
 
-def time_one(model: Model, grid: tuple[int, int, int], batch: int, seed: int, device: torch.device) -> float:
-    """Wall-clock seconds of one ``generate`` of ``batch`` images (captioned when the model has text)."""
+def time_one(model: Model, grid: tuple[int, int, int], batch: int, seed: int, device: torch.device) -> tuple[float, float]:
+    """(wall-clock, CPU) seconds of one ``generate`` of ``batch`` images (captioned when the model has text)."""
     text = tokenize([CAPTION] * batch) if getattr(model.module, "text", None) is not None else None
     request = GenerationRequest(grid=grid, batch=batch, text=text, sampling=model.sampling, progress=False,
                                 generators=[torch.Generator(device).manual_seed(seed + i) for i in range(batch)],
                                 compile=model.compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         model.family.generate(model.module, request)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def summarize(entry: dict) -> dict:
     times = entry["seconds_per_image"]
     mean = statistics.fmean(times)
     entry.update(mean_seconds_per_image=mean, std_seconds_per_image=statistics.stdev(times) if len(times) > 1 else 0.0,
+                 mean_cpu_seconds_per_image=statistics.fmean(entry["cpu_seconds_per_image"]),
                  images_per_second=1 / mean, tokens_per_second=entry["tokens_per_image"] / mean,
                  ms_per_token=1e3 * mean / entry["tokens_per_image"])
     return entry
@@ -148,7 +149,8 @@ def sampling_speed(cfg: dict, preset: str, names: list[str], widths: list[int], 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     models = build_models(cfg, names, checkpoints, seed, device, compile_step)
     entries = [{"model": m.name, "decoder": m.decoder, "method": m.method(width) + (", compiled" if m.compile else ""),
-                "width": width, "grid": list(canvas(cfg, width)), "batch": batch, "seconds_per_image": []}
+                "width": width, "grid": list(canvas(cfg, width)), "batch": batch, "seconds_per_image": [],
+                "cpu_seconds_per_image": []}
                for m in models for width in widths for batch in batches]
     for m in models:  # warm-up: the smallest canvas, one image
         time_one(m, canvas(cfg, min(widths)), 1, seed, device)
@@ -160,8 +162,9 @@ def sampling_speed(cfg: dict, preset: str, names: list[str], widths: list[int], 
                 continue
             if model.compile and not e["seconds_per_image"]:  # compile this entry's shapes untimed
                 time_one(model, tuple(e["grid"]), e["batch"], seed, device)
-            seconds = time_one(model, tuple(e["grid"]), e["batch"], seed + 1000 * (r + 1), device)
+            seconds, cpu = time_one(model, tuple(e["grid"]), e["batch"], seed + 1000 * (r + 1), device)
             e["seconds_per_image"].append(seconds / e["batch"])
+            e["cpu_seconds_per_image"].append(cpu / e["batch"])
             log.info("%s x%d batch %d (%s): %.3f s per image", e["model"], e["width"], e["batch"], e["method"], seconds / e["batch"])
     results: dict = {}
     for e in entries:
@@ -171,7 +174,8 @@ def sampling_speed(cfg: dict, preset: str, names: list[str], widths: list[int], 
     return {"benchmark": "sampling-speed", "preset": preset, "device": device_name(device), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "compile": compile_step, "seed": seed, "repeats": repeats,
             "max_entry_seconds": max_entry_seconds, "caption": CAPTION, "window": list(canvas(cfg, 1)[1:]),
-            "models": {m.name: m.describe() for m in models}, "results": results, "ratios": ratios(results)}
+            "models": {m.name: m.describe() for m in models}, "results": results, "ratios": ratios(results),
+            "cpu_ratios": ratios(results, "mean_cpu_seconds_per_image")}
 
 
 def device_name(device: torch.device) -> str:
@@ -180,10 +184,14 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def ratios(results: dict) -> dict:
-    """The issue's targets, as ratios of mean seconds per image (or per token) measured in this run."""
-    def mean(model: str, width: int, batch: int, key: str = "mean_seconds_per_image") -> float | None:
-        return results.get(model, {}).get(f"x{width}", {}).get(f"b{batch}", {}).get(key)
+def ratios(results: dict, seconds: str = "mean_seconds_per_image") -> dict:
+    """The issue's targets, as ratios of mean seconds per image (or per token) measured in this run
+    (``seconds``: wall clock, or mean_cpu_seconds_per_image: the CPU time of this process)."""
+    def mean(model: str, width: int, batch: int, key: str = seconds) -> float | None:
+        entry = results.get(model, {}).get(f"x{width}", {}).get(f"b{batch}", {})
+        if key == "ms_per_token" and entry:
+            return 1e3 * entry[seconds] / entry["tokens_per_image"]
+        return entry.get(key)
 
     out: dict = {}
     nuwa = next((n for n in ("nuwa-ar", "nuwa") if n in results), None)
@@ -212,15 +220,16 @@ def ratios(results: dict) -> dict:
 def table(result: dict) -> str:
     lines = [f"preset {result['preset']}, {result['device']}, {result['threads']} thread(s), compile {result['compile']}, "
              f"window {result['window'][0]}x{result['window'][1]} tokens", "",
-             "| model | method | width | batch | s / image (mean +- sd, repeats) | tokens / s | ms / token |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | method | width | batch | s / image (mean +- sd, repeats) | CPU s / image | tokens / s | ms / token |",
+             "|---|---|---|---|---|---|---|---|"]
     for model, per_width in result["results"].items():
         for per_batch in per_width.values():
             for e in per_batch.values():
                 lines.append(f"| {model} | {e['method']} | x{e['width']} | {e['batch']} | {e['mean_seconds_per_image']:.3f} "
-                             f"+- {e['std_seconds_per_image']:.3f} ({e['repeats']}) | {e['tokens_per_second']:.0f} | "
-                             f"{e['ms_per_token']:.3f} |")
-    lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in result["ratios"].items()]
+                             f"+- {e['std_seconds_per_image']:.3f} ({e['repeats']}) | {e['mean_cpu_seconds_per_image']:.3f} | "
+                             f"{e['tokens_per_second']:.0f} | {e['ms_per_token']:.3f} |")
+    lines += ["", "| ratio | wall clock | CPU time |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.2f} | {result['cpu_ratios'].get(k, float('nan')):.2f} |" for k, v in result["ratios"].items()]
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
 """What Taming and MaskGIT share: one text-conditioned token transformer and one family skeleton.
 
 :class:`TokenTransformer` is a pre-norm transformer over a window of VQGAN tokens with a learned
-absolute position table of the training window, self-attention (causal for Taming, bidirectional
-for MaskGIT — the only difference, the ``causal`` flag), cross-attention to :class:`nuwa.text.TextEncoder`
-states and an FFN. Self-attention keys/values can be kept in an explicit :class:`KVCache` (prefill a
-prefix, then decode one token at a time); a caption is encoded once into a :class:`TextContext`.
+absolute position table of the training window: nuwa.engine's blocks (self-attention, causal for
+Taming and bidirectional for MaskGIT -- the only difference, the ``causal`` flag -- cross-attention
+to :class:`nuwa.text.TextEncoder` states, FFN), the same blocks as NUWA-Infinity's. ``forward``
+computes a window at once; ``step`` is Taming's decode step over a static
+:class:`nuwa.engine.KVCache` (prefill a prefix, then one token at a time). A caption is encoded once
+into a :class:`nuwa.engine.TextKV`.
 
 :class:`TransformerFamily` implements everything of the :class:`nuwa.family.Family` protocol that
 does not depend on the method: building from config, checkpoint config, the trainer recipe and
@@ -16,75 +18,29 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from baselines.config import TransformerConfig, resolve_model, sampling_config, train_config
+from nuwa import engine
 from nuwa.config import build
+from nuwa.engine import Block, Cached, Fresh, KVCache, TextKV
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
 from nuwa.sampling import SamplingConfig, guide
 from nuwa.text import TextEncoder, drop_text, tokenize
 from nuwa.trainer import Stepper, TrainConfig
 
-
-class KVCache:
-    """Per-layer self-attention keys/values of the tokens fed so far."""
-
-    def __init__(self, layers: int):
-        self.self_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * layers
-        self.length = 0
+# checkpoints written before the blocks were shared with NUWA-Infinity named the norms differently
+LEGACY_NAMES = {".norm_self.": ".norm1.", ".norm_cross.": ".norm2.", ".norm_ffn.": ".norm3."}
 
 
-@dataclass
-class TextContext:
-    """A caption encoded once: per-layer cross-attention keys/values and the padding mask."""
-
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
-    mask: torch.Tensor  # Bool[B, 1, 1, T]
-
-
-class Attention(nn.Module):
-    """Multi-head attention of ``x`` over keys/values projected from a source of width ``kv_dim``."""
-
-    def __init__(self, dim: int, heads: int, kv_dim: int):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(kv_dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = rearrange(self.kv(source), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-        return k, v
-
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q = rearrange(self.q(x), "b l (h d) -> b h l d", h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(rearrange(out, "b h l d -> b l (h d)"))
-
-
-class Block(nn.Module):
-    """Self-attention over the token window, cross-attention to the caption, FFN (all pre-norm)."""
-
-    def __init__(self, dim: int, heads: int, text_dim: int):
-        super().__init__()
-        self.norm_self, self.attn = nn.LayerNorm(dim), Attention(dim, heads, dim)
-        self.norm_cross, self.cross = nn.LayerNorm(dim), Attention(dim, heads, text_dim)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor, self_mask: torch.Tensor | None, self_kv: tuple | None,
-                text_kv: tuple[torch.Tensor, torch.Tensor], text_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        h = self.norm_self(x)
-        k, v = self.attn.keys_values(h)
-        if self_kv is not None:
-            k, v = torch.cat([self_kv[0], k], 2), torch.cat([self_kv[1], v], 2)
-        x = x + self.attn(h, k, v, self_mask)
-        x = x + self.cross(self.norm_cross(x), *text_kv, text_mask)
-        return x + self.ffn(self.norm_ffn(x)), (k, v)
+def rename_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix) and any(old in k for old in LEGACY_NAMES)]:
+        new = key
+        for old, now in LEGACY_NAMES.items():
+            new = new.replace(old, now)
+        state_dict[new] = state_dict.pop(key)
 
 
 class TokenTransformer(nn.Module):
@@ -93,15 +49,19 @@ class TokenTransformer(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
-        self.text = TextEncoder(cfg.text)
+        self.text = TextEncoder(cfg.text) if cfg.text is not None else None
         self.tok = nn.Embedding(cfg.n_embed + 1, cfg.dim)
         self.pos = nn.Parameter(torch.zeros(cfg.length, cfg.dim))
         nn.init.normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.text.dim) for _ in range(cfg.layers))
+        text_dim = cfg.text.dim if cfg.text is not None else None
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, text_dim) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.n_embed)
         for module in [self.tok, self.blocks, self.head]:
             module.apply(self._init_weights)
+        visible = torch.ones(cfg.length, cfg.length, dtype=torch.bool).tril()  # query slot i sees keys 0..i
+        self.register_buffer("causal", engine.additive(visible), persistent=False)
+        self.register_load_state_dict_pre_hook(rename_legacy_keys)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -111,46 +71,55 @@ class TokenTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: torch.Tensor, text: torch.Tensor | TextContext, positions: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
-        """``tokens`` Long[B, L] (ids < n_embed or the special id) at window ``positions`` (default: the
-        next L after the cache) -> logits [B, L, n_embed]. ``text``: Long[B, T] BPE ids or their encoding."""
-        offset = cache.length if cache is not None else 0
-        if positions is None:
-            positions = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)
+    def _run(self, tokens: torch.Tensor, positions: torch.Tensor, keys: engine.Keys,
+             text: torch.Tensor | TextKV | None) -> torch.Tensor:
         x = self.tok(tokens) + self.pos[positions]
-        context = text if isinstance(text, TextContext) else self.encode_text(text)
-        self_mask = self._causal_mask(tokens.shape[1], offset, tokens.device) if self.cfg.causal else None
-        for i, block in enumerate(self.blocks):
-            past = cache.self_kv[i] if cache is not None else None
-            x, kv = block(x, self_mask, past, context.kv[i], context.mask)
-            if cache is not None:
-                cache.self_kv[i] = kv
-        if cache is not None:
-            cache.length += tokens.shape[1]
+        context = self.encode_text(text) if isinstance(text, torch.Tensor) else text
+        for layer, block in enumerate(self.blocks):
+            x = block(x, layer, keys, context)
         return self.head(self.norm(x))
 
-    def encode_text(self, text: torch.Tensor) -> TextContext:
-        states, valid = self.text(text[:, : self.cfg.text.context_length])
-        return TextContext([block.cross.keys_values(states) for block in self.blocks],
-                           rearrange(valid, "b t -> b 1 1 t"))
+    def forward(self, tokens: torch.Tensor, text: torch.Tensor | TextKV | None, positions: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``tokens`` Long[B, L] (ids < n_embed or the special id) at window ``positions`` (default 0..L-1)
+        -> logits [B, L, n_embed]. ``text``: Long[B, T] BPE ids or their encoding (None: no text encoder)."""
+        length = tokens.shape[1]
+        if positions is None:
+            positions = torch.arange(length, device=tokens.device)
+        mask = self.causal[:length, :length] if self.cfg.causal else None
+        return self._run(tokens, positions, Fresh(mask), text)
 
-    @staticmethod
-    def _causal_mask(length: int, offset: int, device: torch.device) -> torch.Tensor:
-        """Query i (at offset + i) sees keys 0 .. offset + i."""
-        q = torch.arange(length, device=device)[:, None] + offset
-        return torch.arange(offset + length, device=device)[None, :] <= q
+    def new_cache(self, rows: int) -> KVCache:
+        """A static KV cache of the training window for ``rows`` sequences (Taming's decoding)."""
+        p = self.head.weight
+        return KVCache(self.cfg.layers, rows, self.cfg.heads, self.cfg.length, self.cfg.dim // self.cfg.heads, p.dtype, p.device)
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, text: TextKV | None,
+             length: int | None = None) -> torch.Tensor:
+        """Decode step: feed ``tokens`` Long[B, S] at cache slots ``positions`` Long[S] (slot i: window position
+        i, causal), writing their keys/values into ``cache`` in place -> logits [B, S, n_embed]. ``length``:
+        attend over the first ``length`` slots only (> the last position; None: all, fixed shapes)."""
+        return self._run(tokens, positions, Cached(cache, positions, self.causal[positions, :length], length), text)
+
+    def encode_text(self, text: torch.Tensor | None) -> TextKV | None:
+        if self.text is None or text is None:
+            return None
+        states, valid = self.text(text[:, : self.cfg.text.context_length])
+        return engine.encode_text(self.blocks, states, valid)
 
 
 class Conditioning:
     """A batch's captions encoded once, doubled with empty captions when classifier-free guidance is on."""
 
     def __init__(self, module: TokenTransformer, text: torch.Tensor | None, batch: int, scale: float):
+        self.batch, self.scale = batch, scale
+        self.guided = module.text is not None and text is not None and scale != 1.0
+        self.context = None
+        if module.text is None:  # a model without text encoder (fresh benchmark models): unconditional
+            return
         device = next(module.parameters()).device
         length = module.cfg.text.context_length if text is None else text.shape[1]
         empty = tokenize([""], length).to(device).expand(batch, -1)
-        self.batch, self.scale = batch, scale
-        self.guided = text is not None and scale != 1.0
         text = empty if text is None else text.to(device)
         if text.shape[0] != batch:
             raise UserError(f"got {text.shape[0]} captions for a batch of {batch}; pass one caption per sample")
@@ -265,5 +234,7 @@ class TransformerFamily(ABC):
         return rearrange(tokens, "b 1 h w -> b (h w)"), batch["text"]
 
 
-def drop_captions(text: torch.Tensor, spec: TransformerConfig, training: bool) -> torch.Tensor:
+def drop_captions(text: torch.Tensor, spec: TransformerConfig, training: bool) -> torch.Tensor | None:
+    if spec.text is None:
+        return None
     return drop_text(text, spec.text.dropout_prob) if training else text

@@ -26,7 +26,7 @@ class ModelConfig:
     dim: int
     heads: int
     n_embed: int                        # VQGAN codebook; the transformer adds one input token (SOS / [MASK])
-    text: TextConfig
+    text: TextConfig | None             # null only for text-free benchmark models (the workflow's are text-conditional)
     window: tuple[int, int] = (8, 8)    # training token grid (h, w): 64x64 images, VQGAN f=8
 
     def __post_init__(self) -> None:

@@ -28,22 +28,23 @@ from baselines.common import (Conditioning, TokenTransformer, TransformerFamily,
                               single_frame, start_canvas)
 from baselines.config import TransformerConfig
 from nuwa.family import GenerationRequest
-from nuwa.sampling import SamplingConfig, choice_temperature, mask_schedule, remask, sample_logits, training_mask
+from nuwa.sampling import Sampler, choice_temperature, mask_schedule, training_mask
 
 
 @torch.no_grad()
 def decode_window(module: TokenTransformer, tokens: torch.Tensor, fixed: torch.Tensor, cond: Conditioning,
-                  sampling: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+                  sampler: Sampler) -> torch.Tensor:
     """Iteratively unmask a training-size window ``tokens`` [B, N]; positions where ``fixed`` [N] stay as given."""
     masked = (~fixed).expand_as(tokens).clone()
     positions = torch.arange(tokens.shape[1], device=tokens.device)
-    for t, still_masked in enumerate(mask_schedule(int(masked[0].sum()), sampling.steps)):
+    steps = sampler.cfg.steps
+    for t, still_masked in enumerate(mask_schedule(int(masked[0].sum()), steps)):
         inputs = tokens.masked_fill(masked, module.cfg.special)
         logits = cond.combine(module(cond.expand(inputs), cond.context, positions))
-        ids, prob = sample_logits(logits, sampling, generator)
+        ids, prob = sampler(logits)
         tokens = torch.where(masked, ids, tokens)
-        temperature = choice_temperature(sampling.choice_temperature, t, sampling.steps)
-        masked = remask(prob, masked, still_masked, temperature, generator)
+        temperature = choice_temperature(sampler.cfg.choice_temperature, t, steps)
+        masked = sampler.remask(prob, masked, still_masked, temperature)
     return tokens
 
 
@@ -54,7 +55,7 @@ def window_starts(size: int, window: int) -> list[int]:
 
 @torch.no_grad()
 def decode_canvas(module: TokenTransformer, canvas: torch.Tensor, known: torch.Tensor, cond: Conditioning,
-                  sampling: SamplingConfig, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+                  sampler: Sampler, progress: bool = False) -> torch.Tensor:
     """Windowed iterative decoding of ``canvas`` [B, h, w] (>= the training window); ``known`` [h, w] is kept."""
     canvas, decoded = canvas.clone(), known.clone()
     (h, w), (wh, ww) = canvas.shape[1:], module.cfg.window
@@ -66,7 +67,7 @@ def decode_canvas(module: TokenTransformer, canvas: torch.Tensor, known: torch.T
         region = (slice(top, top + wh), slice(left, left + ww))
         fixed = decoded[region].flatten()
         tokens = decode_window(module, rearrange(canvas[(slice(None), *region)], "b h w -> b (h w)"), fixed,
-                               cond, sampling, generator)
+                               cond, sampler)
         canvas[(slice(None), *region)] = rearrange(tokens, "b (h w) -> b h w", h=wh)
         decoded[region] = True
         bar.update(int((~fixed).sum()))
@@ -92,7 +93,7 @@ class MaskGITFamily(TransformerFamily):
         canvas, known = start_canvas(request, h, w, device)
         cond = Conditioning(module, request.text, request.batch, request.sampling.guidance)
         module.eval()
-        out = decode_canvas(module, canvas, known, cond, request.sampling, request.generator, request.progress)
+        out = decode_canvas(module, canvas, known, cond, Sampler.of(request), request.progress)
         return rearrange(out, "b h w -> b 1 h w")
 
 

@@ -3,8 +3,8 @@
 Training: next-token prediction over the training window, a start-of-sequence token first and the
 caption through cross-attention (text dropout for classifier-free guidance).
 
-Sampling on the training window uses an explicit KV cache (prefill the start token and the given
-prefix, then decode one token at a time). Larger canvases use the original sliding window: for
+Sampling on the training window uses a static KV cache (nuwa.engine: prefill the start token and
+the given prefix, then decode one token at a time). Larger canvases use the original sliding window: for
 every token a window of the training size is placed around it, clamped to the canvas (for even
 sizes exactly taming's ``local_i``/``local_j`` rule), and the token is predicted from the window's
 tokens before it in raster order; nothing is cached across window moves.
@@ -23,12 +23,14 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.common import (Conditioning, KVCache, TokenTransformer, TransformerFamily, check_canvas,
-                              drop_captions, single_frame, start_canvas)
+from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_canvas, drop_captions,
+                              single_frame, start_canvas)
 from baselines.config import TransformerConfig
+from nuwa import engine
+from nuwa.engine import decode_n_tokens, prefill
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
-from nuwa.sampling import SamplingConfig, sample_logits
+from nuwa.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -59,35 +61,48 @@ def check_raster_known(known: torch.Tensor) -> None:
                         "or top); left, up and all-around outpainting are N/A for it (paper Table 4) -- use --model maskgit or nuwa")
 
 
-def _sample(module: TokenTransformer, cond: Conditioning, inputs: torch.Tensor, positions: torch.Tensor | None,
-            sampling: SamplingConfig, generator: torch.Generator | None, cache: KVCache | None = None) -> torch.Tensor:
-    """Next token after ``inputs`` [B, L]: one forward pass, guidance, sampling."""
-    logits = module(cond.expand(inputs), cond.context, positions, cache)[:, -1]
-    return sample_logits(cond.combine(logits), sampling, generator)[0]
+def cached_step(module: TokenTransformer, cond: Conditioning, rows: int, compile_step: bool = False) -> engine.Step:
+    """Taming's decode step over a fresh static KV cache: (tokens [B, S], slots [S]) -> guided logits [B, S, V]."""
+    cache, step = module.new_cache(rows), module.step
+    if compile_step:  # the same buffers for every generation of this batch
+        key = ("window", rows, module.head.weight.dtype, module.head.weight.device)
+        cache = engine.static_cache(module, key, lambda: module.new_cache(rows))
+        step = engine.compiled(module.step, cache.k.device)
+    def guided(tokens: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:  # eager: read only the slots it can see
+        return cond.combine(step(cond.expand(tokens), slots, cache, cond.context, None if compile_step else int(slots[-1]) + 1))
+    return guided
 
 
 @torch.no_grad()
 def sample_cached(module: TokenTransformer, canvas: torch.Tensor, known: torch.Tensor, cond: Conditioning,
-                  sampling: SamplingConfig, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-    """Raster-order sampling of a training-size canvas [B, h, w] with a KV cache; given tokens are fed, not sampled."""
+                  sampler: Sampler, progress: bool = False, compile_step: bool = False) -> torch.Tensor:
+    """Raster-order sampling of a training-size canvas [B, h, w] with a KV cache; given tokens are fed, not sampled.
+
+    Slot 0 holds the start token, slot p+1 token p: prefill the start token and the given prefix, then
+    decode_n_tokens (a given token later in raster order is sampled, so the random stream does not
+    depend on it, and replaced by the given one)."""
     seq, given = rearrange(canvas, "b h w -> b (h w)").clone(), known.flatten()
     n = seq.shape[1]
     first = int(given.long().argmin()) if not bool(given.all()) else n
+    if first == n:
+        return canvas.clone()
+    step = cached_step(module, cond, cond.batch * (2 if cond.guided else 1), compile_step)
     sos = torch.full_like(seq[:, :1], module.cfg.special)
-    cache = KVCache(module.cfg.layers)
-    inputs = torch.cat([sos, seq[:, :first]], 1)  # prefill: start token and the given prefix
-    for p in tqdm(range(first, n), desc="taming (kv cache)", disable=not progress, leave=False):
-        token = _sample(module, cond, inputs, None, sampling, generator, cache)
-        if not given[p]:
-            seq[:, p] = token
-        inputs = seq[:, p:p + 1]
+    slots = torch.arange(n + 1, device=seq.device)
+    logits = prefill(step, torch.cat([sos, seq[:, :first]], 1), slots[:first + 1])[:, -1]
+    bar = tqdm(total=n - first, desc="taming (kv cache)", disable=not progress, leave=False)
+
+    def sample(x: torch.Tensor) -> torch.Tensor:
+        bar.update()
+        return sampler(x)[0]
+    seq[:, first:] = decode_n_tokens(step, logits, slots[first + 1:], sample, (given[first:], seq[:, first:]))
+    bar.close()
     return rearrange(seq, "b (h w) -> b h w", h=canvas.shape[1])
 
 
 @torch.no_grad()
 def sample_sliding(module: TokenTransformer, canvas: torch.Tensor, known: torch.Tensor, cond: Conditioning,
-                   sampling: SamplingConfig, generator: torch.Generator | None = None, progress: bool = False,
-                   ) -> torch.Tensor:
+                   sampler: Sampler, progress: bool = False) -> torch.Tensor:
     """Raster-order sampling of any canvas [B, h, w] >= the training window, one window forward per token."""
     canvas = canvas.clone()
     (h, w), (wh, ww) = canvas.shape[1:], module.cfg.window
@@ -98,7 +113,8 @@ def sample_sliding(module: TokenTransformer, canvas: torch.Tensor, known: torch.
         tokens = rearrange(canvas[:, win.top:win.top + wh, win.left:win.left + ww], "b h w -> b (h w)")
         inputs = torch.cat([sos, tokens[:, :win.local]], 1)
         positions = torch.arange(win.local + 1, device=canvas.device)
-        canvas[:, r, c] = _sample(module, cond, inputs, positions, sampling, generator)
+        logits = module(cond.expand(inputs), cond.context, positions)[:, -1]
+        canvas[:, r, c] = sampler(cond.combine(logits))[0]
     return canvas
 
 
@@ -119,9 +135,12 @@ class TamingFamily(TransformerFamily):
         canvas, known = start_canvas(request, h, w, device)
         check_raster_known(known)
         cond = Conditioning(module, request.text, request.batch, request.sampling.guidance)
-        sample = sample_cached if (h, w) == module.cfg.window else sample_sliding
         module.eval()
-        out = sample(module, canvas, known, cond, request.sampling, request.generator, request.progress)
+        sampler = Sampler.of(request)
+        if (h, w) == module.cfg.window:
+            out = sample_cached(module, canvas, known, cond, sampler, request.progress, request.compile)
+        else:
+            out = sample_sliding(module, canvas, known, cond, sampler, request.progress)
         return rearrange(out, "b h w -> b 1 h w")
 
 

@@ -13,6 +13,9 @@ side its writing direction starts from, and sees the same kind of context as in 
 NCP extent plus the key's within-patch token position. Pre-feeding adds it to the keys before QK^T
 (Eq. 9), i.e. the logit of query q and key k gains q . e(offset, token) / sqrt(d_head);
 post-feeding adds a learned per-head scalar for (offset, token) to the logits (Swin-style).
+``bias`` serves a whole layout at once (training: queries of many patches); when one patch is
+decoded every query has the same offset to a key, so ``per_key`` gives ADC.emb of its keys once
+per patch: vectors added to the keys (pre) or a logit bias per key (post).
 """
 from __future__ import annotations
 
@@ -118,6 +121,15 @@ class RelativePosition(nn.Module):
         inside = (df >= 0) & (df <= self.ef) & (dr.abs() <= self.eh) & (dc.abs() <= self.ew)
         index = (df * (2 * self.eh + 1) + dr + self.eh) * (2 * self.ew + 1) + dc + self.ew
         return torch.where(inside, index, 0), inside
+
+    def per_key(self, offset: torch.Tensor, tpos: torch.Tensor) -> torch.Tensor:
+        """ADC.emb of one patch's keys (offset index Long[S] from the patch, token positions Long[S]):
+        pre-feeding the vectors e [h, S, dh] added to the keys (Eq. 9: K = [p; c] W^k + e), post-feeding
+        the per-head logit bias [h, 1, S]."""
+        table = self.patch[offset] + self.token[tpos]
+        if self.feed == "pre":
+            return rearrange(table, "s (h d) -> h s d", h=self.heads)
+        return rearrange(table, "s h -> h 1 s")
 
     def bias(self, q: torch.Tensor, offset: torch.Tensor, tpos: torch.Tensor) -> torch.Tensor:
         """Additive logit bias [B, h, Sq, Sk] for queries q [B, h, Sq, dh], offset index [B, Sq, Sk]

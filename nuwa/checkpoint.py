@@ -5,7 +5,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nuwa.errors import UserError
@@ -15,6 +14,8 @@ FORMAT_VERSION = 1
 
 
 def rng_state() -> dict[str, Any]:
+    import numpy as np  # here, not at the top: generation-only machines (nuwa/bench/gpu.sh) may lack numpy
+
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -22,6 +23,8 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -30,6 +33,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

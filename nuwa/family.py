@@ -36,8 +36,11 @@ class GenerationRequest:
     known: torch.Tensor | None = None          # Long[B, F, h, w] given tokens (values elsewhere ignored)
     known_mask: torch.Tensor | None = None     # Bool[F, h, w] True where ``known`` is given
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    generator: torch.Generator | None = None
+    generator: torch.Generator | None = None   # one random stream for the whole batch
+    generators: list[torch.Generator] | None = None  # or one per sample (then ``generator`` is unused):
+    #                                            a sample's tokens then do not depend on the batch it is in
     progress: bool = True
+    compile: bool = False                      # decode steps under torch.compile (CUDA graphs on a GPU)
 
 
 class Family(Protocol):

@@ -31,7 +31,7 @@ from nuwa.io import atomic_path, require_file
 from nuwa.samples import SampleWriter, check_video_format
 from nuwa.sampling import SamplingConfig
 from nuwa.train import patch_tokens
-from nuwa.train import sampling_config as family_sampling
+from nuwa.settings import sampling_config as family_sampling
 
 log = logging.getLogger(__name__)
 
@@ -284,17 +284,18 @@ def sample_batch(jobs: list[Job], start: int, settings: Settings, loaded: Loaded
     seed = settings.seed + start
     t0 = time.time()
     cond = condition(jobs, settings, grid, loaded.tokenizer, unit)
-    request = families.GenerationRequest(
+    request = families.GenerationRequest(  # sample i draws from its own stream (seed + i): the batch size does not matter
         grid=(frames, height // f, width // f), batch=len(jobs), text=text_ids(jobs),
         known=cond.known, known_mask=cond.mask, sampling=settings.sampling,
-        generator=torch.Generator().manual_seed(seed), progress=settings.progress)
+        generator=torch.Generator().manual_seed(seed), progress=settings.progress,
+        generators=[torch.Generator().manual_seed(seed + i) for i in range(len(jobs))])
     with torch.no_grad():
         tokens = loaded.family.generate(loaded.module, request).long().cpu()
     check_output(tokens, request, settings.model)
     files = write_batch(writer, tokens, cond, loaded, start)
     seconds = (time.time() - t0) / len(jobs)
-    for job, path in zip(jobs, files):
-        writer.record(path, caption=job.caption or "", seed=seed, width=width, height=height,
+    for i, (job, path) in enumerate(zip(jobs, files)):
+        writer.record(path, caption=job.caption or "", seed=seed + i, width=width, height=height,
                       frames=frames, seconds=seconds)
     masks = (~cond.mask[0]).expand(len(jobs), -1, -1) if settings.task == "outpaint" else None
     return tokens, masks
@@ -381,7 +382,7 @@ def add_task_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples generated together (default 8)")
     p.add_argument("--width", type=int, default=None, help="canvas width in pixels, a multiple of f*m (default: training width)")
     p.add_argument("--height", type=int, default=None, help="canvas height in pixels, a multiple of f*m (default: training height)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: config seed); batch b uses seed + its first index")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: config seed); sample i uses seed + i, whatever the batch size")
     p.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: config)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens, 0 = off (default: config)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, 1 = off (default: config)")

@@ -1,13 +1,18 @@
 """Local decoders and the global patch loop (Algorithm 2), at the token level.
 
 The global loop is the same for every local decoder: for each patch of the ADC plan, NCP.Select
-gives the context, given patches are teacher-forced to fill NCP (image-condition pre-caching),
-new patches are decoded by the local decoder, and NCP.Add / NCP.Remove follow. Local decoders:
+gives the context and ADC.emb its position embeddings (once per patch, ``Session.begin``), given
+patches are teacher-forced to fill NCP (``precache``: image-condition pre-caching), new patches are
+decoded by the local decoder, and NCP.Add / NCP.Remove follow (``Session.end``). Keys and values
+live in static caches of nuwa.engine: the NCP pool (a slot per cached patch) and the patch's
+attention cache (its context, then its own positions), both written in place.
 
-* ``ar``   token by token with a KV cache: the start query is prefilled against the context, then
-  each sampled token is fed once (its keys/values join the prefix); the last token is fed once
-  more so its cache row exists (LlamaGen-style prefill/decode split). ``kv_cache=False``
-  recomputes the whole prefix for every token instead (same tokens, for testing).
+Local decoders (``nuwa.model.local``):
+
+* ``ar``   token by token: the start query is prefilled against the context, then each sampled
+  token is fed once (LlamaGen's prefill / decode_n_tokens); the last token is fed too so that its
+  keys/values reach the NCP slot. ``kv_cache=False`` recomputes the whole prefix for every token
+  instead (same tokens, for testing).
 * ``pnar`` MaskGIT's parallel decoding: all M tokens start masked; at step s of S every masked
   token is sampled, and the least confident (Gumbel-perturbed log-probabilities, annealed choice
   temperature) are masked again so that nuwa.sampling.mask_schedule's count stays masked -- the
@@ -20,95 +25,134 @@ top-p, classifier-free guidance; with guidance the batch is [conditional; uncond
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from nuwa import adc
+from nuwa import adc, engine
+from nuwa.engine import TextKV, decode_n_tokens, prefill
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
-from nuwa.model import NuwaInfinity, TextState
-from nuwa.ncp import NCP, Memory, Positions, merge
-from nuwa.sampling import SamplingConfig, choice_temperature, guide, mask_schedule, remask, sample_logits
+from nuwa.model import NuwaInfinity, PatchState
+from nuwa.ncp import SlotPool
+from nuwa.sampling import Sampler, choice_temperature, guide, mask_schedule
 from nuwa.text import tokenize
 
 log = logging.getLogger(__name__)
 
 
+class Session:
+    """One generation's decoding state: the plan, the NCP pool, the patch attention cache, the caption."""
+
+    def __init__(self, model: NuwaInfinity, plan: list[adc.Patch], rows: int, text: TextKV | None,
+                 compile_step: bool = False, static: bool = False):
+        self.model, self.plan, self.text, self.rows = model, plan, text, rows
+        self.compiled, self.static = compile_step, static or compile_step  # static: every patch the same shapes
+        tokens = model.cfg.tokens_per_patch
+        coords = torch.tensor([p[:3] for p in plan])[None]
+        self.ncp = SlotPool(coords, model.cfg.extent, tokens, lambda length: self.new_cache(length, "pool"))
+        self.widest = max(len(s) for s in self.ncp.selects) * tokens
+        self.cache = self.new_cache(self.widest + tokens + 1, "patch")
+        self.decode = engine.compiled(model.decode, self.cache.k.device) if compile_step else model.decode
+
+    def new_cache(self, length: int, name: str) -> engine.KVCache:
+        """A KV cache of ``length`` positions; compiled, the same buffers for every generation of these shapes."""
+        if not self.compiled:
+            return self.model.new_cache(self.rows, length)
+        weight = self.model.head.weight
+        key = (name, self.rows, length, weight.dtype, weight.device)
+        return engine.static_cache(self.model, key, lambda: self.model.new_cache(self.rows, length))
+
+    def begin(self, n: int) -> PatchState:
+        """NCP.Select and ADC.emb for the n-th patch of the plan (computed once for the whole patch)."""
+        context = self.ncp.select(n)
+        slot = self.ncp.reserve(n)
+        patches = [self.plan[m] for m in self.ncp.selects[n]]
+        return self.model.begin_patch(self.plan[n], patches, context, self.ncp.kv, self.cache, slot, self.text,
+                                      self.widest if self.static else None, self.static)
+
+    def end(self, n: int) -> None:
+        """NCP.Add and NCP.Remove after the n-th patch."""
+        self.ncp.add(n)
+        self.ncp.remove(n)
+
+
 class Context:
     """What every local decoder gets for one patch."""
 
-    def __init__(self, model: NuwaInfinity, memory: Memory | None, text: TextState | None,
-                 sampling: SamplingConfig, generator: torch.Generator | None, guided: bool):
-        self.model, self.memory, self.text = model, memory, text
-        self.sampling, self.generator, self.guided = sampling, generator, guided
+    def __init__(self, session: Session, patch: PatchState, sampler: Sampler, guided: bool):
+        self.model, self.session, self.patch = session.model, session, patch
+        self.sampler, self.guided = sampler, guided
+        self.index = torch.arange(self.model.cfg.tokens_per_patch + 1, device=patch.slot.device)
+
+    def step(self, stream: int = 0, record: bool = False, logits: bool = True) -> engine.Step:
+        """The model step (ids, positions) -> logits of this patch (nuwa.engine.Step)."""
+        return functools.partial(self.session.decode, state=self.patch, stream=stream, record=record, logits=logits)
 
     def sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, probabilities) for logits [B', ..., V]; with guidance both halves get the guided ids."""
         if not self.guided:
-            return sample_logits(logits, self.sampling, self.generator)
+            return self.sampler(logits)
         cond, uncond = logits.chunk(2)
-        ids, prob = sample_logits(guide(cond.float(), uncond.float(), self.sampling.guidance), self.sampling, self.generator)
+        ids, prob = self.sampler(guide(cond.float(), uncond.float(), self.sampler.cfg.guidance))
         return torch.cat([ids, ids]), torch.cat([prob, prob])
 
-    def teacher(self, ids: torch.Tensor, pos: Positions) -> Memory:
-        """NCP entry of a patch whose tokens Long[B', M] (writing order) are known: one clean pass."""
+    def teacher(self, ids: torch.Tensor) -> None:
+        """Fill the patch's NCP slot from its known tokens Long[B', M] (writing order): one clean pass."""
         full = torch.cat([torch.zeros_like(ids[:, :1]), ids], 1)
-        return self.model.pool_entry(self.model(full, pos, self.memory, self.text).cache)
+        prefill(self.step(record=True, logits=False), full, self.index)
 
 
-def decode_ar(ctx: Context, clean: Positions, kv_cache: bool = True) -> tuple[torch.Tensor, Memory]:
-    """AR local decoder: tokens Long[B', M] in writing order and the patch's NCP entry."""
-    tokens = clean.idx.shape[1] - 1
-    ids = torch.zeros_like(clean.idx)
+def decode_ar(ctx: Context, kv_cache: bool = True) -> torch.Tensor:
+    """AR local decoder: tokens Long[B', M] in writing order; the patch's NCP slot is filled."""
+    tokens = len(ctx.index) - 1
+    start = torch.zeros(ctx.patch.cache.k.shape[1], 1, dtype=torch.long, device=ctx.index.device)
     if not kv_cache:
+        ids = start.repeat(1, tokens + 1)
         for k in range(tokens):
-            out = ctx.model(ids[:, :k + 1], clean[:k + 1], ctx.memory, ctx.text)
-            ids[:, k + 1] = ctx.sample(out.logits[:, -1])[0]
-        return ids[:, 1:], ctx.teacher(ids[:, 1:], clean)
-    memory, steps = ctx.memory, []
-    for k in range(tokens + 1):
-        out = ctx.model(ids[:, k:k + 1], clean[k:k + 1], memory, ctx.text)
-        steps.append(out.cache)
-        memory = Memory(kv_pos=out.cache.kv_pos, kv=out.cache.kv) if memory is None else memory.extend(out.cache.kv_pos, out.cache.kv)
-        if k < tokens:
-            ids[:, k + 1] = ctx.sample(out.logits[:, -1])[0]
-    return ids[:, 1:], ctx.model.pool_entry(merge(steps))
+            ids[:, k + 1] = ctx.sample(prefill(ctx.step(), ids[:, :k + 1], ctx.index[:k + 1])[:, -1])[0]
+        ctx.teacher(ids[:, 1:])
+        return ids[:, 1:]
+    step = ctx.step(record=True)
+    logits = prefill(step, start, ctx.index[:1])[:, -1]
+    return decode_n_tokens(step, logits, ctx.index[1:], lambda x: ctx.sample(x)[0], feed_last=True)
 
 
-def decode_masked(ctx: Context, clean: Positions, query: Positions, steps: int) -> tuple[torch.Tensor, Memory]:
-    """NAR (steps=1) / P-NAR local decoder: tokens Long[B', M] and the patch's NCP entry.
+def decode_masked(ctx: Context, steps: int) -> torch.Tensor:
+    """NAR (steps=1) / P-NAR local decoder: tokens Long[B', M]; the patch's NCP slot is filled.
 
     MaskGIT's parallel decoding inside the patch: every step samples all masked tokens, keeps the
     sampled ones except the least confident, which are masked again as nuwa.sampling.mask_schedule
     prescribes; a decided token never changes."""
-    tokens = query.idx.shape[1] - 1
-    rows = query.idx.shape[0]
+    tokens, rows = len(ctx.index) - 1, ctx.patch.cache.k.shape[1]
     half = rows // (2 if ctx.guided else 1)
-    ids = torch.full_like(query.idx, ctx.model.mask_id)
+    ids = torch.full((rows, tokens + 1), ctx.model.mask_id, dtype=torch.long, device=ctx.index.device)
     ids[:, 0] = 0
     masked = torch.ones(half, tokens, dtype=torch.bool, device=ids.device)
+    step = ctx.step(stream=1)
     for s, still_masked in enumerate(mask_schedule(tokens, steps)):
-        sampled, prob = ctx.sample(ctx.model(ids, query, ctx.memory, ctx.text).logits[:, 1:])
+        sampled, prob = ctx.sample(prefill(step, ids, ctx.index)[:, 1:])
         chosen = torch.where(masked, sampled[:half], ids[:half, 1:])
-        temperature = choice_temperature(ctx.sampling.choice_temperature, s, steps)
-        masked = remask(prob[:half], masked, still_masked, temperature, ctx.generator)
+        temperature = choice_temperature(ctx.sampler.cfg.choice_temperature, s, steps)
+        masked = ctx.sampler.remask(prob[:half], masked, still_masked, temperature)
         ids[:, 1:] = chosen.masked_fill(masked, ctx.model.mask_id).repeat(rows // half, 1)
-    return ids[:, 1:], ctx.teacher(ids[:, 1:], clean)
+    ctx.teacher(ids[:, 1:])
+    return ids[:, 1:]
 
 
-def local_steps(model: NuwaInfinity, sampling: SamplingConfig) -> int:
+def local_steps(model: NuwaInfinity, sampling) -> int:
     """Parallel decoding steps per patch: 1 for NAR, ``sampling.steps`` for P-NAR (0 for AR)."""
     return {"ar": 0, "nar": 1, "pnar": sampling.steps}[model.cfg.local]
 
 
-def local_decode(ctx: Context, clean: Positions, query: Positions, kv_cache: bool = True) -> tuple[torch.Tensor, Memory]:
+def local_decode(ctx: Context, kv_cache: bool = True) -> torch.Tensor:
     """Dispatch on the model's local decoder (config ``nuwa.model.local``)."""
     if ctx.model.cfg.local == "ar":
-        return decode_ar(ctx, clean, kv_cache)
-    return decode_masked(ctx, clean, query, local_steps(ctx.model, ctx.sampling))
+        return decode_ar(ctx, kv_cache)
+    return decode_masked(ctx, local_steps(ctx.model, ctx.sampler.cfg))
 
 
 def known_patches(mask: torch.Tensor, m: int) -> torch.Tensor:
@@ -120,8 +164,53 @@ def known_patches(mask: torch.Tensor, m: int) -> torch.Tensor:
     return full
 
 
-def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = True) -> tuple[torch.Tensor, NCP]:
-    """Algorithm 2 over a token canvas: Long[B, F, h, w] (given tokens unchanged) and the NCP used."""
+class Canvas:
+    """The token canvas Long[B, F, h, w]; a patch's tokens read and written in its writing order."""
+
+    def __init__(self, model: NuwaInfinity, tokens: torch.Tensor):
+        self.model, self.tokens = model, tokens
+
+    def _area(self, p: adc.Patch) -> tuple:
+        m = self.model.cfg.patch
+        return slice(None), p.f, slice(p.r * m, (p.r + 1) * m), slice(p.c * m, (p.c + 1) * m)
+
+    def read(self, p: adc.Patch) -> torch.Tensor:
+        order = self.model.token_orders[adc.ORDERS.index(p.order)]
+        return rearrange(self.tokens[self._area(p)], "b m1 m2 -> b (m1 m2)")[:, order]
+
+    def write(self, p: adc.Patch, ids: torch.Tensor) -> None:
+        order = self.model.token_orders[adc.ORDERS.index(p.order)]
+        flat = rearrange(self.tokens[self._area(p)], "b m1 m2 -> b (m1 m2)").clone()
+        flat[:, order] = ids
+        self.tokens[self._area(p)] = rearrange(flat, "b (m1 m2) -> b m1 m2", m1=self.model.cfg.patch)
+
+
+def precache(session: Session, known: list[adc.Patch], canvas: Canvas, rows: int) -> None:
+    """Algorithm 2, image-condition pre-caching: the known patches, teacher-forced, fill NCP."""
+    for n, p in enumerate(known):
+        patch = session.begin(n)
+        ids = canvas.read(p)
+        Context(session, patch, None, False).teacher(ids.repeat(rows // ids.shape[0], 1))
+        session.end(n)
+
+
+def encode_caption(model: NuwaInfinity, request: GenerationRequest, guided: bool, device: torch.device) -> TextKV | None:
+    """The captions (empty ones when there are none), doubled with empty captions under guidance."""
+    if model.text is None:
+        return None
+    text = request.text if request.text is not None else tokenize([""] * request.batch)
+    if guided:
+        text = torch.cat([text, tokenize([""] * request.batch)])
+    return model.encode_text(text.to(device))
+
+
+def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = True,
+             static: bool = False) -> tuple[torch.Tensor, SlotPool]:
+    """Algorithm 2 over a token canvas: Long[B, F, h, w] (given tokens unchanged) and the NCP used.
+
+    ``static``: every patch attends over the widest context of the plan (the gap masked), so every
+    decode step has the same shapes -- what torch.compile / CUDA graphs want (``request.compile``
+    implies it); same tokens."""
     m, device = model.cfg.patch, next(model.parameters()).device
     frames, h, w = request.grid
     if h % m or w % m or min(frames, h, w) < 1:
@@ -132,42 +221,21 @@ def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = T
         raise UserError(f"known mask {tuple(mask.shape)} does not match the canvas {tuple(request.grid)}")
     if mask.any() and request.known is None:
         raise ValueError("known_mask without known tokens")
-    pre, new = adc.plan((frames, h // m, w // m), known_patches(mask.cpu(), m))
+    known, new = adc.plan((frames, h // m, w // m), known_patches(mask.cpu(), m))
     steps = local_steps(model, request.sampling)
     run = len(mask_schedule(model.cfg.tokens_per_patch, steps))
     if model.cfg.local == "pnar" and run < steps:
         log.info("P-NAR: a %d-token patch is decoded after %d of the %d configured steps (each step decides "
                  "at least one token); the other steps are not run", model.cfg.tokens_per_patch, run, steps)
-    plan = pre + new
-    batch = request.batch
     guided = model.text is not None and request.sampling.guidance != 1.0
-    state = None
-    if model.text is not None:
-        text = request.text if request.text is not None else tokenize([""] * batch)
-        if guided:
-            text = torch.cat([text, tokenize([""] * batch)])
-        state = model.encode_text(text.to(device))
-    rows = batch * (2 if guided else 1)
-    coords = torch.tensor([p[:3] for p in plan], device=device).expand(rows, -1, -1)
-    orders = torch.tensor([adc.ORDERS.index(p.order) for p in plan], device=device).expand(rows, -1)
-    clean, query = model.positions(coords, orders, 0), model.positions(coords, orders, model.streams - 1)
-    ncp = NCP(coords, model.cfg.extent)
-    out = (request.known.clone() if request.known is not None
-           else torch.zeros(batch, *request.grid, dtype=torch.long)).to(device)
-    tokens = model.cfg.tokens_per_patch
-    for n, p in enumerate(tqdm(plan, desc="patches", disable=not request.progress, leave=False)):
-        ctx = Context(model, ncp.select(n), state, request.sampling, request.generator, guided)
-        span = slice(n * (tokens + 1), (n + 1) * (tokens + 1))
-        area = (slice(None), p.f, slice(p.r * m, (p.r + 1) * m), slice(p.c * m, (p.c + 1) * m))
-        order = model.token_orders[adc.ORDERS.index(p.order)]
-        if n < len(pre):
-            ids = rearrange(out[area], "b m1 m2 -> b (m1 m2)")[:, order]
-            entry = ctx.teacher(ids.repeat(rows // batch, 1), clean[span])
-        else:
-            ids, entry = local_decode(ctx, clean[span], query[span], kv_cache)
-            flat = rearrange(out[area], "b m1 m2 -> b (m1 m2)").clone()
-            flat[:, order] = ids[:batch]
-            out[area] = rearrange(flat, "b (m1 m2) -> b m1 m2", m1=m)
-        ncp.add(n, entry)
-        ncp.remove(n)
-    return out, ncp
+    rows = request.batch * (2 if guided else 1)
+    session = Session(model, known + new, rows, encode_caption(model, request, guided, device), request.compile, static)
+    canvas = Canvas(model, (request.known.clone() if request.known is not None
+                            else torch.zeros(request.batch, *request.grid, dtype=torch.long)).to(device))
+    precache(session, known, canvas, rows)
+    sampler = Sampler.of(request)
+    for n, p in enumerate(tqdm(new, desc="patches", disable=not request.progress, leave=False), start=len(known)):
+        ids = local_decode(Context(session, session.begin(n), sampler, guided), kv_cache)
+        canvas.write(p, ids[:request.batch])
+        session.end(n)
+    return canvas.tokens, session.ncp

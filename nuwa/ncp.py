@@ -14,13 +14,21 @@ later patch projects with its CURRENT W^k / W^v, so those weights and the pre-at
 gradients through the context. At inference the parameters are fixed, so the projected per-layer
 keys and values (``kv``) are the same numbers and cheaper. In the "w/o caches" mode (Table 6) it is
 only the first-layer input (the token embeddings), which every layer projects itself.
+
+At inference (:class:`SlotPool`) the caches live in one preallocated nuwa.engine.KVCache, a slot
+per cached patch, written in place while the patch is decoded -- the same structure as every
+other KV cache of the engine; the number of slots is the peak number of live caches, known from
+the plan before generation starts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import product
+from typing import Callable
 
 import torch
+
+from nuwa.engine import KVCache
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -44,9 +52,6 @@ class Positions:
 
     def __getitem__(self, index: slice | torch.Tensor) -> Positions:
         return Positions(*(getattr(self, k.name)[:, index] for k in fields(self)))
-
-    def repeat(self, times: int) -> Positions:
-        return Positions(*(getattr(self, k.name).repeat(times, 1) for k in fields(self)))
 
     @staticmethod
     def cat(parts: list[Positions]) -> Positions:
@@ -77,13 +82,6 @@ class Memory:
     def layer_input(self, layer: int) -> torch.Tensor:
         """The hidden states layer ``layer`` projects: its own input, or the shared token embeddings."""
         return self.hidden[layer if self.hidden.shape[0] > 1 else 0]
-
-    def extend(self, pos: Positions, kv: KV) -> Memory:
-        """This memory plus more projected positions (the AR decoder's own prefix)."""
-        if self.kv is None:
-            return Memory(self.hid_pos, self.hidden, pos, kv)
-        merged = [(torch.cat([k0, k1], 2), torch.cat([v0, v1], 2)) for (k0, v0), (k1, v1) in zip(self.kv, kv)]
-        return Memory(self.hid_pos, self.hidden, Positions.cat([self.kv_pos, pos]), merged)
 
     def detach(self) -> Memory:
         kv = None if self.kv is None else [(k.detach(), v.detach()) for k, v in self.kv]
@@ -150,12 +148,74 @@ class NCP:
         """NCP.Add (Eq. 4)."""
         self.pool[n] = cache
         self.peak = max(self.peak, len(self.pool))
-        self.peak_bytes = max(self.peak_bytes, sum(c.nbytes() for c in self.pool.values()))
+        self.peak_bytes = max(self.peak_bytes, self.held_bytes())
+
+    def held_bytes(self) -> int:
+        return sum(c.nbytes() for c in self.pool.values())
+
+    def expired(self, n: int) -> list[int]:
+        """The caches no patch after n selects."""
+        return [m for m in self.pool if self.last_use[m] <= n]
 
     def remove(self, n: int) -> None:
         """NCP.Remove: after patch n, drop every cache no later patch selects."""
-        for m in [m for m in self.pool if self.last_use[m] <= n]:
+        for m in self.expired(n):
             del self.pool[m]
+
+    def live_peak(self) -> int:
+        """The most caches alive at once over the whole order (after an add, before its remove)."""
+        alive: set[int] = set()
+        peak = 0
+        for n in range(len(self.selects)):
+            alive.add(n)
+            peak = max(peak, len(alive))
+            alive = {m for m in alive if self.last_use[m] > n}
+        return peak
 
     def __len__(self) -> int:
         return len(self.pool)
+
+
+class SlotPool(NCP):
+    """NCP at inference: the caches are slots of one preallocated KVCache (``kv``), each ``tokens + 1``
+    positions (the patch's start query, then its M tokens; only the tokens are ever selected).
+
+    ``reserve(n)`` gives patch n a free slot before it is decoded (the decoder writes its keys and
+    values there in place), ``add(n)`` makes it selectable, ``select(n)`` returns the KV positions
+    of n's context, ``remove(n)`` frees the slots no later patch selects."""
+
+    def __init__(self, coords: torch.Tensor, extent: tuple[int, int, int], tokens: int,
+                 new_cache: Callable[[int], KVCache]):
+        super().__init__(coords, extent)
+        self.tokens = tokens
+        self.free = list(range(self.live_peak()))
+        self.kv = new_cache(len(self.free) * (tokens + 1))
+        self.reserved: dict[int, int] = {}
+
+    def _positions(self, slot: int, first: int) -> torch.Tensor:
+        start = slot * (self.tokens + 1)
+        return torch.arange(start + first, start + self.tokens + 1, device=self.kv.k.device)
+
+    def reserve(self, n: int) -> torch.Tensor:
+        """KV positions Long[M + 1] of patch n's slot (start query, then its tokens)."""
+        self.reserved[n] = self.free.pop(0)
+        return self._positions(self.reserved[n], 0)
+
+    def select(self, n: int) -> torch.Tensor:
+        """NCP.Select (Eq. 5): KV positions Long[C] of the tokens of n's context, patch by patch in rank order."""
+        missing = [m for m in self.selects[n] if m not in self.pool]
+        if missing:
+            raise RuntimeError(f"patch {n} needs the caches of patches {missing}, which were never added")
+        parts = [self._positions(self.pool[m], 1) for m in self.selects[n]]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=self.kv.k.device)
+
+    def add(self, n: int, cache: None = None) -> None:
+        """NCP.Add: patch n's slot (written while it was decoded) becomes selectable."""
+        super().add(n, self.reserved.pop(n))
+
+    def held_bytes(self) -> int:
+        return len(self.pool) * self.tokens * self.kv.per_position_bytes()
+
+    def remove(self, n: int) -> None:
+        for m in self.expired(n):
+            self.free.append(self.pool.pop(m))

@@ -2,7 +2,10 @@
 and the parallel (MaskGIT) decoding step of P-NAR and the MaskGIT baseline.
 
 Samplers stay out of the models (as in Halton-MaskGIT): a model returns logits, these functions
-turn logits into tokens.
+turn logits into tokens. A :class:`Sampler` is the settings plus the random streams of one
+generation: one ``torch.Generator`` shared by the whole batch, or one per sample, which makes a
+sample's tokens independent of the batch it is generated in (sample i of a batch draws exactly
+what it would draw alone; with one sample both are the same stream).
 """
 from __future__ import annotations
 
@@ -56,11 +59,48 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def sample_logits(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ids from ``logits[..., V]``; returns (ids[...], probability of the chosen id)."""
-    logits = filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p)
-    probs = logits.softmax(-1)
+    return Sampler(cfg, generator)(logits)
+
+
+def multinomial(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One id per distribution ``probs[..., V]``."""
     flat = probs.reshape(-1, probs.shape[-1])
-    ids = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
-    return ids, probs.gather(-1, ids[..., None])[..., 0]
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+class Sampler:
+    """Logits -> tokens for one generation: ``cfg`` and the random streams (``generators``: one per
+    sample, rows of every draw; else ``generator`` shared by all rows)."""
+
+    def __init__(self, cfg: SamplingConfig, generator: torch.Generator | None = None,
+                 generators: list[torch.Generator] | None = None):
+        self.cfg, self.generator, self.generators = cfg, generator, generators
+
+    @classmethod
+    def of(cls, request) -> Sampler:
+        """The sampler of a nuwa.family.GenerationRequest (its per-sample streams when it has them)."""
+        return cls(request.sampling, request.generator, request.generators)
+
+    def _rows(self, draw, x: torch.Tensor) -> torch.Tensor:
+        if self.generators is None:
+            return draw(x, self.generator)
+        if len(self.generators) != x.shape[0]:
+            raise ValueError(f"{len(self.generators)} random streams for {x.shape[0]} samples")
+        return torch.cat([draw(x[i:i + 1], g) for i, g in enumerate(self.generators)])
+
+    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids [B, ...], probability of each) sampled from ``logits`` [B, ..., V]."""
+        probs = filter_logits(logits.float() / self.cfg.temperature, self.cfg.top_k, self.cfg.top_p).softmax(-1)
+        ids = self._rows(multinomial, probs)
+        return ids, probs.gather(-1, ids[..., None])[..., 0]
+
+    def gumbel(self, like: torch.Tensor) -> torch.Tensor:
+        """Gumbel noise shaped like ``like`` [B, ...], row b from sample b's stream."""
+        return self._rows(lambda x, g: gumbel(x.shape, g, x.device), like)
+
+    def remask(self, prob: torch.Tensor, masked: torch.Tensor, still_masked: int, temperature: float) -> torch.Tensor:
+        """nuwa.sampling.remask with this generation's random streams."""
+        return least_confident(prob, masked, still_masked, temperature * self.gumbel(prob))
 
 
 def training_mask(shape: tuple[int, ...], generator: torch.Generator | None = None,
@@ -106,7 +146,12 @@ def remask(prob: torch.Tensor, masked: torch.Tensor, still_masked: int, temperat
     masked before the step. The least confident of those are masked again, confidence being
     log p + temperature * Gumbel noise (MaskGIT's annealed choice temperature); a token decided
     before the step (``masked`` False) is never masked again."""
-    confidence = prob.clamp_min(1e-20).log() + temperature * gumbel(prob.shape, generator, prob.device)
+    return least_confident(prob, masked, still_masked, temperature * gumbel(prob.shape, generator, prob.device))
+
+
+def least_confident(prob: torch.Tensor, masked: torch.Tensor, still_masked: int, noise: torch.Tensor) -> torch.Tensor:
+    """Bool[B, N]: the ``still_masked`` masked tokens of lowest confidence log p + ``noise``."""
+    confidence = prob.clamp_min(1e-20).log() + noise
     lowest = confidence.masked_fill(~masked, math.inf).argsort(-1)[..., :still_masked]
     return torch.zeros_like(masked).scatter(-1, lowest, True)
 

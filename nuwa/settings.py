@@ -64,6 +64,15 @@ def settings(cfg: dict) -> NuwaSettings:
     return build(NuwaSettings, section(cfg, "nuwa"), "nuwa")
 
 
+def sampling_config(cfg: dict, model: str) -> SamplingConfig:
+    """Sampling defaults of a model family: ``nuwa.sample`` or ``baselines.<model>.sample`` (over ``nuwa.sample``)."""
+    if model == "nuwa":
+        return settings(cfg).sample
+    from baselines.config import sampling_config as baseline_sampling_config
+
+    return baseline_sampling_config(cfg, model)
+
+
 def check_config(cfg: dict) -> None:
     model = settings(cfg).model
     n_embed = section(cfg, "tokenizer.vqgan.model").get("n_embed")

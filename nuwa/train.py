@@ -17,7 +17,6 @@ from nuwa import family as families
 from nuwa.checkpoint import seed_everything
 from nuwa.data.tokens import TokenDataset, collate_tokens
 from nuwa.errors import UserError
-from nuwa.sampling import SamplingConfig
 from nuwa.settings import settings
 from nuwa.trainer import TrainConfig, fit
 
@@ -34,15 +33,6 @@ def train_config(cfg: dict, model: str) -> TrainConfig:
     from baselines.config import train_config as baseline_train_config
 
     return baseline_train_config(cfg, model)
-
-
-def sampling_config(cfg: dict, model: str) -> SamplingConfig:
-    """Sampling defaults: ``nuwa.sample`` or ``baselines.<model>.sample`` (over ``nuwa.sample``)."""
-    if model == "nuwa":
-        return settings(cfg).sample
-    from baselines.config import sampling_config as baseline_sampling_config
-
-    return baseline_sampling_config(cfg, model)
 
 
 def patch_tokens(cfg: dict) -> int:

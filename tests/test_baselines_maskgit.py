@@ -11,7 +11,7 @@ from baselines import maskgit
 from baselines.common import Conditioning
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get
-from nuwa.sampling import SamplingConfig, mask_schedule, training_mask
+from nuwa.sampling import Sampler, SamplingConfig, mask_schedule, training_mask
 from nuwa.trainer import TrainConfig, fit
 
 N_EMBED, WINDOW = 16, (4, 4)
@@ -42,7 +42,7 @@ def test_decoding_unmasks_what_the_schedule_prescribes(model, monkeypatch):
     fixed = torch.zeros(16, dtype=torch.bool)
     fixed[:3] = True
     cond = Conditioning(model, None, 2, 1.0)
-    out = maskgit.decode_window(model, tokens, fixed, cond, SamplingConfig(steps=5), torch.Generator().manual_seed(0))
+    out = maskgit.decode_window(model, tokens, fixed, cond, Sampler(SamplingConfig(steps=5), torch.Generator().manual_seed(0)))
     schedule = mask_schedule(13, 5)
     assert masked_inputs == [13] + schedule[:-1]
     assert torch.equal(out[:, :3], tokens[:, :3]) and int(out.max()) < N_EMBED

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from baselines import taming
-from baselines.common import Conditioning, KVCache
+from baselines.common import Conditioning
+from nuwa.engine import prefill
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get, load_module
-from nuwa.sampling import SamplingConfig
+from nuwa.sampling import Sampler, SamplingConfig
 from nuwa.trainer import TrainConfig, fit
 
 N_EMBED, WINDOW = 16, (4, 4)
@@ -58,9 +59,12 @@ def test_kv_cache_prefill_decode_equals_full_forward(model):
     text = torch.randint(1, 500, (2, 77))
     with torch.no_grad():
         full = model(tokens, text)
-        cache = KVCache(model.cfg.layers)
-        parts = [model(tokens[:, :5], text, cache=cache)] + [model(tokens[:, i:i + 1], text, cache=cache) for i in range(5, 16)]
+        cache, context = model.new_cache(2), model.encode_text(text)
+        step = lambda ids, slots: model.step(ids, slots, cache, context)  # noqa: E731
+        parts = [prefill(step, tokens[:, :5], torch.arange(5))]
+        parts += [step(tokens[:, i:i + 1], torch.tensor([i])) for i in range(5, 16)]
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache.k.shape[3] == 16 and bool(cache.k[:, :, :, 15].abs().sum() > 0)  # written in place, slot by slot
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
@@ -70,8 +74,8 @@ def test_kv_cached_sampling_equals_uncached_sampling(model, guidance):
     known[0] = True  # a given top row: prefilled by the cache, fed token by token by the window path
     cond = Conditioning(model, torch.randint(1, 500, (2, 77)), 2, guidance)
     cfg = SamplingConfig(guidance=guidance)
-    cached = taming.sample_cached(model, canvas, known, cond, cfg, torch.Generator().manual_seed(5))
-    uncached = taming.sample_sliding(model, canvas, known, cond, cfg, torch.Generator().manual_seed(5))
+    cached = taming.sample_cached(model, canvas, known, cond, Sampler(cfg, torch.Generator().manual_seed(5)))
+    uncached = taming.sample_sliding(model, canvas, known, cond, Sampler(cfg, torch.Generator().manual_seed(5)))
     assert torch.equal(cached, uncached)
     assert torch.equal(cached[:, 0], canvas[:, 0])
 
@@ -185,3 +189,12 @@ def test_training_batch_of_the_wrong_size_is_one_line(model):
     batch = {"tokens": torch.zeros(2, 1, 8, 8, dtype=torch.long), "text": torch.zeros(2, 77, dtype=torch.long)}
     with pytest.raises(UserError, match="baselines.taming.model.window"):
         taming.FAMILY.loss(model, model.cfg, batch, training=True)
+
+
+def test_checkpoints_with_the_norm_names_of_before_the_shared_blocks_still_load(model):
+    legacy = {k.replace(".norm1.", ".norm_self.").replace(".norm2.", ".norm_cross.").replace(".norm3.", ".norm_ffn."): v
+              for k, v in model.state_dict().items()}
+    assert any(".norm_self." in k for k in legacy)
+    again = taming.FAMILY.from_config(taming.FAMILY.model_config(model))
+    again.load_state_dict(legacy)  # strict: every key found under its new name
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))

@@ -56,7 +56,7 @@ def test_uncond_writes_the_contract_files_at_any_width(assets, tmp_path, monkeyp
     recs = records(out)
     assert [r["file"] for r in recs] == [f"images/00000{i}.png" for i in range(3)]
     assert all(set(r) == RECORD_KEYS and r["width"] == 64 and r["height"] == 16 and r["seconds"] > 0 for r in recs)
-    assert [r["seed"] for r in recs] == [7, 7, 9]  # one generator per batch, seeded with seed + first index
+    assert [r["seed"] for r in recs] == [7, 8, 9]  # sample i draws from its own generator, seeded with seed + i
     assert Image.open(out / recs[0]["file"]).size == (64, 16)
     run = json.loads((out / "run.json").read_text())
     assert run["sampling"]["temperature"] == 1.0 and run["seconds"] > 0 and run["n"] == 3

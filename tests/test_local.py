@@ -75,7 +75,7 @@ def test_animation_keeps_the_first_frame_and_sees_it():
         hook.remove()
         assert torch.equal(out[:, 0], given[:, 0])
         runs.append(logits)
-    first_new = 4  # after pre-caching the 4 patches of frame 0, the start query of frame 1's first patch
+    first_new = 0  # pre-caching frame 0 computes no logits: the first are the start query of frame 1's first patch
     assert runs[0][first_new].shape[1] == 1
     assert not torch.allclose(runs[0][first_new], runs[1][first_new])
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nuwa import checkpoint
-from nuwa.bench import ncp_scaling, table
+from nuwa.bench.ncp_scaling import ncp_scaling, table
 from nuwa.data.tokens import collate_tokens
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
@@ -92,7 +92,7 @@ def test_bad_config_values_are_one_line_errors():
 
 
 def test_ncp_scaling_benchmark_reports_flat_cache_and_growing_full_context(tmp_path):
-    result = ncp_scaling(tiny(extent=(1, 1, 0)), widths=(1, 2, 4, 8), rows=1, seed=0)
+    result = ncp_scaling(tiny(extent=(1, 1, 0)), widths=(1, 2, 4, 8), rows=1, seed=0, isolate=False)
     ncp = {r["width"]: r for r in result["ncp"]}
     full = {r["width"]: r for r in result["full"]}
     assert ncp[8]["peak_cached_patches"] == ncp[4]["peak_cached_patches"] <= 2

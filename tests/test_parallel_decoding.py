@@ -45,14 +45,14 @@ def test_remask_only_masks_again_what_was_masked_and_the_least_confident():
 
 
 def record_queries(model: NuwaInfinity) -> tuple[list[torch.Tensor], callable]:
-    """Inputs of every forward over a masked query stream (P-NAR/NAR steps), in call order."""
+    """Inputs of every decode step over a masked query stream (P-NAR/NAR steps), in call order."""
     seen: list[torch.Tensor] = []
-    forward = model.forward
+    decode = model.decode
 
-    def spy(ids, pos, *args, **kwargs):
-        if int(pos.stream[0, 0]) == 1:
+    def spy(ids, index, state, stream=0, **kwargs):
+        if stream == 1:
             seen.append(ids[:, 1:].clone())
-        return forward(ids, pos, *args, **kwargs)
+        return decode(ids, index, state, stream, **kwargs)
     return seen, spy
 
 
@@ -61,7 +61,7 @@ def record_queries(model: NuwaInfinity) -> tuple[list[torch.Tensor], callable]:
 def test_pnar_never_changes_a_decided_token_and_masks_by_the_schedule(steps, monkeypatch):
     model = model_of(local="pnar", text=None)
     seen, spy = record_queries(model)
-    monkeypatch.setattr(model, "forward", spy)
+    monkeypatch.setattr(model, "decode", spy)
     sampling = SamplingConfig(steps=steps)
     out, _ = local.generate(model, request((1, 4, 4), batch=3, sampling=sampling))
     tokens, mask_id = model.cfg.tokens_per_patch, model.mask_id
@@ -82,7 +82,7 @@ def test_pnar_decided_tokens_end_up_in_the_output():
     """The tokens fixed after the last but one step are exactly the final patch's tokens there."""
     model = model_of(local="pnar", text=None)
     seen, spy = record_queries(model)
-    model.forward = spy
+    model.decode = spy
     out, _ = local.generate(model, request((1, 2, 2), batch=2, sampling=SamplingConfig(steps=3)))
     last = seen[-1]
     decided = last != model.mask_id

@@ -1,4 +1,4 @@
-# Metrics: proxy backbones (embedded default), one metric JSON per (run, sample set, seed, metric), the NCP benchmark.
+# Metrics: proxy backbones (embedded default), one metric JSON per (run, sample set, seed, metric), the benchmarks.
 
 
 rule proxy_backbone:
@@ -64,6 +64,8 @@ rule metric:
 
 
 rule ncp_scaling:
+    """NCP against full context at the paper geometry (16x16-token patches, 4 layers, d=256), widths 1-32 patches,
+    one patch row (the benchmark's default of two rows takes about three times as long)."""
     conda:
         ENV
     input:
@@ -78,11 +80,11 @@ rule ncp_scaling:
         py=PY,
         config=config_args("nuwa"),
     shell:
-        "{params.py} -m nuwa bench ncp-scaling --json {output} {params.config} > {log} 2>&1"
+        "{params.py} -m nuwa bench ncp-scaling --preset paper-geometry --rows 1 --json {output} {params.config} > {log} 2>&1"
 
 
 rule sampling_speed:
-    """Seconds per 4x-wide text-to-image sample of the three trained Table 2 models, one after another in one job."""
+    """Seconds per 4x-wide text-to-image sample of the three trained Table 2 models, batch 1 and 16, in one job."""
     conda:
         ENV
     input:
@@ -99,5 +101,28 @@ rule sampling_speed:
         config=config_args("nuwa", "baselines"),
         wide=EXP["wide"],
     shell:
-        "{params.py} -m baselines.timing --taming {input.taming} --maskgit {input.maskgit} --nuwa {input.main}"
-        " --width-factor {params.wide} --n 5 --json {output} {params.config} > {log} 2>&1"
+        "{params.py} -m nuwa bench sampling-speed --preset embedded --taming {input.taming} --maskgit {input.maskgit}"
+        " --nuwa {input.main} --widths {params.wide} --batches 1 16 --repeats 5 --json {output} {params.config} > {log} 2>&1"
+
+
+rule local_speed:
+    """Table 7a's inference speed: the AR, NAR and P-NAR local decoders of the Base model size at the paper's
+    patch size (M = 256 tokens), one job, 5 repeats each (docs/benchmarks.md: JSON layout)."""
+    conda:
+        ENV
+    input:
+        config_files("nuwa", "experiments"),
+    output:
+        f"{W}/bench/local_speed.json",
+    log:
+        log("bench/local_speed"),
+    benchmark:
+        bench("bench/local_speed")
+    params:
+        py=PY,
+        config=config_args("nuwa"),
+        base=set_args(EXP["base"]),
+        wide=EXP["wide"],
+    shell:
+        "{params.py} -m nuwa bench sampling-speed --preset paper-geometry --models nuwa-ar nuwa-nar nuwa-pnar"
+        " --widths {params.wide} --batches 1 --repeats 5 --json {output} {params.config} {params.base} > {log} 2>&1"

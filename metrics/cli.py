@@ -56,7 +56,7 @@ class Run:
         print(f"{result['metric']} {result['value']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}] "
               f"n={result['n']} backbone={result['backbone']}")
         if self.args.json:
-            write_json(self.args.json, result)
+            write_json(self.args.json, result, checksum=True)  # read back by metrics.io.read_metric
         return 0
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from nuwa.errors import UserError
+from nuwa.io import read_text
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".webm")
@@ -80,7 +81,7 @@ def read_records(path: str | Path) -> list[dict]:
     if not p.is_file():
         raise UserError(f"caption file not found: {p} (expected captions.jsonl or samples.jsonl with 'file' and 'caption')")
     rows = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(p, "caption file").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -105,11 +106,53 @@ def resolve(root: Path, name: str, subdirs: tuple[str, ...] = ("", "images", "cl
 
 
 def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
-    """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl."""
+    """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl.
+
+    A generated folder's samples.jsonl is checked against its run.json (``nuwa.samples.read_index``);
+    every image under an image folder must have exactly one caption row.
+    """
+    from nuwa.samples import INDEX, read_index
+
     root = Path(folder)
     if captions is None:
-        found = [root / n for n in ("samples.jsonl", "captions.jsonl") if (root / n).is_file()]
+        found = [root / n for n in (INDEX, "captions.jsonl") if (root / n).is_file()]
         if not found:
             raise UserError(f"no samples.jsonl or captions.jsonl in {root}; pass --captions FILE")
         captions = found[0]
-    return [(resolve(root, row["file"]), row) for row in read_records(captions)]
+    rows = read_index(root) if Path(captions) == root / INDEX else read_records(captions)
+    pairs = [(resolve(root, row["file"]), row) for row in rows]
+    check_one_row_per_image(root, [p for p, _ in pairs], Path(captions))
+    return pairs
+
+
+def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> None:
+    """Images of ``root`` without a caption row, or rows listing one image twice, are one line."""
+    if not all(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in listed):
+        return  # videos (files or frame folders): every listed clip was resolved
+    seen = {p.resolve() for p in listed}
+    if len(seen) < len(listed):
+        raise UserError(f"{captions} lists an image twice ({len(listed) - len(seen)} duplicate rows); one row per image")
+    unlisted = [p for p in list_images(root) if p.resolve() not in seen]
+    if unlisted:
+        raise UserError(f"{captions} has no row for {len(unlisted)} image(s) under {root}, e.g. {unlisted[0]}; "
+                        "add their rows or remove the images")
+
+
+def read_metric(path: str | Path, metric: str) -> dict:
+    """A metric JSON of `nuwa eval METRIC --json` (content hash, metric name and numbers checked)."""
+    from nuwa.io import read_json
+
+    fix = "delete it and rerun the metric (`nuwa eval ... --json`)"
+    result = read_json(path, "metric result", fix)
+    name = metric.replace("-", "_")
+    if not isinstance(result, dict) or not str(result.get("metric", "")).replace("-", "_").startswith(name):
+        got = result.get("metric") if isinstance(result, dict) else type(result).__name__
+        raise UserError(f"metric result {path} holds {got!r}, not {name!r}; {fix}")
+    bad = [k for k in ("value", "ci_low", "ci_high", "n") if not _finite_number(result.get(k))]
+    if bad or result["n"] < 1:
+        raise UserError(f"metric result {path} has no finite {bad[0] if bad else 'n >= 1'}; {fix}")
+    return result
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)

@@ -13,6 +13,7 @@ silently giving wrong numbers. :func:`write_json` can do the same for JSON resul
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -92,16 +93,38 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         yield tmp
         if not is_dir:
             _fsync(tmp)
-    except BaseException:
+            os.replace(tmp, final)
+        else:
+            _replace_dir(tmp, final)
+        _fsync(final.parent)
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left on the device of {final} while writing it (nothing was written); "
+                            "free some space or point the work directory at a larger disk, then rerun") from exc
         raise
-    if is_dir and final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(final.parent)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move folder ``tmp`` onto ``final``; an old ``final`` is moved aside first, so that another process
+    replacing the same folder at the same moment cannot make the rename fail (the last one wins)."""
+    while True:
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{final.stem}.{_HOST}-{os.getpid()}.", suffix=".old", dir=final.parent))
+            try:
+                os.replace(final, trash / "old")
+            except FileNotFoundError:
+                pass  # the other writer moved it aside first
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
 
 
 # ---------------------------------------------------------------- content hashes
@@ -208,12 +231,30 @@ def read_json(path: str | os.PathLike, what: str, hint: str = "rerun the step th
     return obj
 
 
+HUB_HASH = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")  # torch.hub's convention: name-<sha256 prefix>.pth
+
+
+def require_named_hash(path: str | os.PathLike, what: str) -> Path:
+    """Downloaded weights named ``name-<sha256 prefix>.ext`` (torch.hub's convention) must hash to that prefix."""
+    p = require_file(path, what)
+    m = HUB_HASH.search(p.name)
+    if m:
+        digest = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(m[1]):
+            raise UserError(f"{what} {p} do not match the hash in their name (sha256 {digest.hexdigest()[:len(m[1])]}, "
+                            f"name says {m[1]}): a damaged or different file; download the original again")
+    return p
+
+
 def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     p = require_file(path, what)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # corrupt or truncated file
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"{what} {p} is unreadable ({type(exc).__name__}: {detail}); "
-                        "delete it and rerun the step that writes it") from exc
+        raise UserError(f"{what} {p} is unreadable ({type(exc).__name__}: {detail}); pass the right file, "
+                        "or delete it and rerun the step that writes it") from exc
     return verify(obj, what, p)

@@ -19,7 +19,7 @@ from metrics.features import image_features, video_features
 from metrics.fid import fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, list_images, list_videos
+from metrics.io import captioned, list_images, list_videos, read_metric
 from metrics.proxies import train_proxy
 from metrics.stats import compare
 from nuwa.cli import add_config_args, config_from_args
@@ -189,7 +189,9 @@ def _proxy_kind(spec: str) -> Kind:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    a, b = (json.loads(Path(p).read_text()) for p in (args.a, args.b))
+    a, b = (read_metric(p) for p in (args.a, args.b))
+    if a["metric"] != b["metric"]:
+        raise UserError(f"{args.a} holds {a['metric']} but {args.b} holds {b['metric']}; compare results of one metric")
     result = compare(a, b, higher_is_better=args.higher_is_better, ci=args.ci)
     print(f"{result['verdict']}: advantage {result['advantage']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}]")
     if args.json:

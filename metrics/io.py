@@ -32,10 +32,13 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_image(path: str | Path) -> torch.Tensor:
     """uint8 [3, H, W] (RGB)."""
+    from nuwa.inputs import rgb_array
+
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            img.load()
+            arr = rgb_array(img, path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"corrupt or unreadable image {path} ({exc}); re-create or delete it") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -96,13 +99,14 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
-def resolve(root: Path, name: str, subdirs: tuple[str, ...] = ("", "images", "clips", "videos")) -> Path:
-    """The sample ``name`` of a records file, relative to ``root`` or one of its sample folders."""
+def resolve(root: Path, name: str, listed_in: Path, subdirs: tuple[str, ...] = ("", "images", "clips", "videos")) -> Path:
+    """The sample ``name`` of records file ``listed_in``, relative to ``root`` or one of its sample folders."""
     for sub in subdirs:
         p = root / sub / name
         if p.exists():
             return p
-    raise UserError(f"sample {name!r} listed in {root} not found there (nor under {', '.join(s for s in subdirs if s)}/)")
+    raise UserError(f"sample {name!r} listed in {listed_in} is not in {root} (nor under "
+                    f"{', '.join(s for s in subdirs if s)}/); remove its row or add the file")
 
 
 def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
@@ -120,7 +124,7 @@ def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tu
             raise UserError(f"no samples.jsonl or captions.jsonl in {root}; pass --captions FILE")
         captions = found[0]
     rows = read_index(root) if Path(captions) == root / INDEX else read_records(captions)
-    pairs = [(resolve(root, row["file"]), row) for row in rows]
+    pairs = [(resolve(root, row["file"], Path(captions)), row) for row in rows]
     check_one_row_per_image(root, [p for p, _ in pairs], Path(captions))
     return pairs
 
@@ -138,16 +142,17 @@ def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> N
                         "add their rows or remove the images")
 
 
-def read_metric(path: str | Path, metric: str) -> dict:
-    """A metric JSON of `nuwa eval METRIC --json` (content hash, metric name and numbers checked)."""
+def read_metric(path: str | Path, metric: str = "") -> dict:
+    """A metric JSON of `nuwa eval METRIC --json` (content hash, numbers and, if given, the metric name checked)."""
     from nuwa.io import read_json
 
     fix = "delete it and rerun the metric (`nuwa eval ... --json`)"
     result = read_json(path, "metric result", fix)
     name = metric.replace("-", "_")
-    if not isinstance(result, dict) or not str(result.get("metric", "")).replace("-", "_").startswith(name):
-        got = result.get("metric") if isinstance(result, dict) else type(result).__name__
-        raise UserError(f"metric result {path} holds {got!r}, not {name!r}; {fix}")
+    if not isinstance(result, dict) or "metric" not in result:
+        raise UserError(f"metric result {path} is not the output of `nuwa eval` (no 'metric' entry); {fix}")
+    if not str(result["metric"]).replace("-", "_").startswith(name):
+        raise UserError(f"metric result {path} holds {result['metric']!r}, not {name!r}; {fix}")
     bad = [k for k in ("value", "ci_low", "ci_high", "n") if not _finite_number(result.get(k))]
     if bad or result["n"] < 1:
         raise UserError(f"metric result {path} has no finite {bad[0] if bad else 'n >= 1'}; {fix}")

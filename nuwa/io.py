@@ -29,6 +29,7 @@ import torch
 
 from nuwa.errors import UserError
 
+MiB = 1 << 20
 CONTENT_HASH = "content_sha256"  # key of the content hash inside torch_save'd dicts and checksummed JSON
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 
@@ -98,14 +99,30 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             _replace_dir(tmp, final)
         _fsync(final.parent)
     except BaseException as exc:
+        full = isinstance(exc, DiskFull) or disk_full(exc, final.parent)  # before the temporary file frees its space
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(f"no space left on the device of {final} while writing it (nothing was written); "
-                            "free some space or point the work directory at a larger disk, then rerun") from exc
+        if full:  # an outer atomic_path (a folder being written) names its own final path instead
+            raise DiskFull(f"no space left on the device of {final} while writing it (nothing was written); "
+                           "free some space or point the work directory at a larger disk, then rerun") from exc
         raise
+
+
+class DiskFull(UserError):
+    """The disk filled up while an artifact was written (it was not written)."""
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Did ``exc`` come from a full disk? ENOSPC/EDQUOT, or an error of a C++ writer (torch.save raises
+    RuntimeError, not OSError) while the disk has less than 1 MiB left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize < MiB
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:

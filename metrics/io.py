@@ -146,8 +146,9 @@ def read_metric(path: str | Path, metric: str = "") -> dict:
     """A metric JSON of `nuwa eval METRIC --json` (content hash, numbers and, if given, the metric name checked)."""
     from nuwa.io import read_json
 
-    fix = "delete it and rerun the metric (`nuwa eval ... --json`)"
-    result = read_json(path, "metric result", fix)
+    hint = "rerun the metric (`nuwa eval ... --json`)"
+    fix = f"delete it and {hint}"
+    result = read_json(path, "metric result", hint)
     name = metric.replace("-", "_")
     if not isinstance(result, dict) or "metric" not in result:
         raise UserError(f"metric result {path} is not the output of `nuwa eval` (no 'metric' entry); {fix}")

@@ -2,8 +2,10 @@
 
 Targets: `nuwa train` of NUWA-Infinity (patch loss), Taming and MaskGIT, the proxy image backbone
 (`nuwa eval train-backbone image`) and the VQGAN (`nuwa tokenizer train vqgan`). Every third kill
-lands in the middle of a checkpoint write (the child writes part of the file and kills itself);
-the others are a SIGKILL from outside at a random time after training began. The comparison is
+lands in the middle of a checkpoint write (the child writes part of the file and kills itself, at its first or second save);
+the others are a SIGKILL from outside at a random time within the first twelfth of an
+uninterrupted run's training time after this process's first optimizer step, so that every
+target takes all its kills before it can finish. The comparison is
 exact: every tensor and value of the final checkpoint, the state of every optimizer at the end
 and the bytes of the history CSV.
 """
@@ -28,6 +30,7 @@ KILLED = -signal.SIGKILL
 @dataclass
 class KillReport:
     target: str
+    wanted: int
     kills: int = 0
     mid_write: int = 0
     timed: int = 0
@@ -40,7 +43,8 @@ class KillReport:
 
     @property
     def ok(self) -> bool:
-        return self.weights_identical and self.optimizer_identical and self.history_identical and not self.temp_files_left
+        return (self.kills == self.wanted and self.weights_identical and self.optimizer_identical
+                and self.history_identical and not self.temp_files_left)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -95,18 +99,18 @@ def reference(lab: Lab, target: str, out: Path) -> tuple[float, Path]:
 
 
 def kill_series(lab: Lab, target: str, work: Path, rng: np.random.Generator, kills: int) -> KillReport:
-    report, start = KillReport(target), time.time()
+    report, start = KillReport(target, kills), time.time()
     active, ref_opt = reference(lab, target, work / "reference" / "model.pt")
     out = work / "killed" / "model.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     args, opt = lab.train_args(target, out), out.with_name("optimizers.pt")
     while report.kills < kills:  # each attempt dumps the optimizers if it happens to finish
         if report.kills % 3 == 2:
-            rc = run(args, FAULT_KILL_AT_SAVE=str(int(rng.integers(1, 4))), FAULT_OPTIMIZERS=str(opt),
+            rc = run(args, FAULT_KILL_AT_SAVE=str(int(rng.integers(1, 3))), FAULT_OPTIMIZERS=str(opt),
                      FAULT_KILL_FRACTION=f"{rng.uniform(0.05, 0.95):.3f}").rc
             kind = "mid_write"
         else:
-            rc = kill_after_start(args, out.with_name("ready"), float(rng.uniform(0.0, active / 6)),
+            rc = kill_after_start(args, out.with_name("ready"), float(rng.uniform(0.0, active / 12)),
                                   FAULT_OPTIMIZERS=str(opt))
             kind = "timed"
         if rc != KILLED:

@@ -27,7 +27,7 @@ SETTINGS = [
     "nuwa.model.codebook=64", "nuwa.model.layers=1", "nuwa.model.dim=32", "nuwa.model.heads=2",
     "nuwa.model.text={dim: 16, layers: 1, heads: 2, context_length: 16, dropout_prob: 0.1}",
     "nuwa.train.epochs=2", "nuwa.train.batch_size=8", "nuwa.train.checkpoint_every=8", "nuwa.train.eval_every=2",
-    *(f"baselines.{m}.train={{epochs: 4, batch_size: 8, checkpoint_every: 2, eval_every: 2}}" for m in ("taming", "maskgit")),
+    *(f"baselines.{m}.train={{epochs: 6, batch_size: 8, checkpoint_every: 2, eval_every: 2}}" for m in ("taming", "maskgit")),
     "metrics.bootstrap=20", "metrics.batch_size=8",
     "metrics.proxies.image.train={epochs: 4, batch_size: 8, checkpoint_every: 2}",
     "metrics.proxies.clip.train={epochs: 1, batch_size: 8}",

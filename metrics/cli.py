@@ -191,7 +191,7 @@ def _proxy_kind(spec: str) -> Kind:
 def cmd_compare(args: argparse.Namespace) -> int:
     a, b = (read_metric(p) for p in (args.a, args.b))
     if a["metric"] != b["metric"]:
-        raise UserError(f"{args.a} holds {a['metric']} but {args.b} holds {b['metric']}; compare results of one metric")
+        raise UserError(f"{args.a} holds {a['metric']} but {args.b} holds {b['metric']}; pass two results of the same metric")
     result = compare(a, b, higher_is_better=args.higher_is_better, ci=args.ci)
     print(f"{result['verdict']}: advantage {result['advantage']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}]")
     if args.json:

@@ -20,7 +20,7 @@ from metrics.features import image_features, video_features
 from metrics.fid import MIN_SAMPLES, RELIABLE, fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, is_features, list_images, list_videos, read_features, same_width
+from metrics.io import captioned, is_features, list_images, list_videos, read_features, read_metric, same_width
 from metrics.proxies import train_proxy
 from metrics.stats import compare
 from nuwa.cli import add_config_args, config_from_args
@@ -100,7 +100,7 @@ class Run:
                         "%.0f per set trusted): the interval spans the plug-in and mean-term bounds", result["metric"],
                         result["n"], result["n_real"], result["effective_dims"], RELIABLE * result["effective_dims"])
         if self.args.json:
-            write_json(self.args.json, result)
+            write_json(self.args.json, result, checksum=True)  # read back by metrics.io.read_metric
         return 0
 
 
@@ -248,7 +248,9 @@ def _proxy_kind(spec: str) -> Kind:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    a, b = (json.loads(Path(p).read_text()) for p in (args.a, args.b))
+    a, b = (read_metric(p) for p in (args.a, args.b))
+    if a["metric"] != b["metric"]:
+        raise UserError(f"{args.a} holds {a['metric']} but {args.b} holds {b['metric']}; pass two results of the same metric")
     result = compare(a, b, higher_is_better=args.higher_is_better, ci=args.ci)
     print(f"{result['verdict']}: advantage {result['advantage']:.4f} [{result['ci_low']:.4f}, {result['ci_high']:.4f}]")
     if args.json:

@@ -2,12 +2,15 @@
 
 The cache key hashes the backbone (name, weights sha256), what is extracted (head, crop, block,
 clip length) and every input file (absolute path, size, mtime), so the real-set statistics are
-computed once and any change to the inputs or the backbone recomputes them.
+computed once and any change to the inputs or the backbone recomputes them. Each entry's file
+name also carries the hash of its bytes, so a damaged entry is recomputed instead of used.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -18,6 +21,8 @@ from metrics.backbones import Backbone, Head, extract
 from metrics.io import read_image, read_video
 from nuwa.io import atomic_path
 
+log = logging.getLogger(__name__)
+ENTRY_HASH = 16  # hex digits of the SHA-256 of an entry's bytes in its file name
 Transform = Callable[[torch.Tensor], list[torch.Tensor]]  # one image -> the pieces to score (crops, blocks)
 
 
@@ -28,14 +33,27 @@ def fingerprint(backbone: Backbone, files: list[Path], **what) -> str:
 
 
 def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, stored as ``{key}.{sha256 of the file's bytes}.npy``.
+
+    An entry whose bytes do not match its name (truncated, damaged, half-copied) is deleted and
+    recomputed, never used. Processes sharing the cache may compute the same entry at once: each
+    writes a temporary file and renames it, so a reader only ever sees whole entries.
+    """
     if cache_dir is None:
         return compute()
-    path = Path(cache_dir) / f"{key}.npy"
-    if path.is_file():
-        return np.load(path)
+    cache_dir = Path(cache_dir)
+    for path in sorted(cache_dir.glob(f"{key}.*.npy")):
+        data = path.read_bytes() if path.is_file() else b""
+        if hashlib.sha256(data).hexdigest()[:ENTRY_HASH] == path.name[len(key) + 1:-len(".npy")]:
+            return np.load(io.BytesIO(data))
+        log.warning("feature cache entry %s is damaged (its bytes do not match its hash); recomputing it", path)
+        path.unlink(missing_ok=True)
     feats = compute()
-    with atomic_path(path) as tmp:
-        np.save(tmp, feats)
+    buf = io.BytesIO()
+    np.save(buf, feats)
+    data = buf.getvalue()
+    with atomic_path(cache_dir / f"{key}.{hashlib.sha256(data).hexdigest()[:ENTRY_HASH]}.npy") as tmp:
+        tmp.write_bytes(data)
     return feats
 
 

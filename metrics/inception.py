@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from metrics.backbones import Backbone, clean_resize, file_sha256
 from metrics.config import InceptionConfig
 from nuwa.errors import UserError
-from nuwa.io import torch_load
+from nuwa.io import require_named_hash, torch_load
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 INPUT = (299, 299)
@@ -49,7 +49,7 @@ class InceptionBackbone(Backbone):
         if not path.is_file():
             raise UserError(f"FID Inception weights {path} not found: download pytorch-fid's {WEIGHTS_NAME} "
                             f"(github.com/mseitzer/pytorch-fid releases) to that path or set metrics.inception.weights")
-        state = torch_load(path, "FID Inception weights")
+        state = torch_load(require_named_hash(path, "FID Inception weights"), "FID Inception weights")
         if not isinstance(state, dict) or "fc.weight" not in state:
             raise UserError(f"{path} is not pytorch-fid's FID Inception state dict ({WEIGHTS_NAME}); replace it")
         return cls(state, file_sha256(path), cfg.mode, cfg.dims)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from nuwa.errors import UserError
+from nuwa.io import read_text
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".webm")
@@ -33,10 +34,13 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_image(path: str | Path) -> torch.Tensor:
     """uint8 [3, H, W] (RGB)."""
+    from nuwa.inputs import rgb_array
+
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            img.load()
+            arr = rgb_array(img, path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"corrupt or unreadable image {path} ({exc}); re-create or delete it") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -82,7 +86,7 @@ def read_records(path: str | Path) -> list[dict]:
     if not p.is_file():
         raise UserError(f"caption file not found: {p} (expected captions.jsonl or samples.jsonl with 'file' and 'caption')")
     rows = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(p, "caption file").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -97,24 +101,47 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
-def resolve(root: Path, name: str, subdirs: tuple[str, ...] = ("", "images", "clips", "videos")) -> Path:
-    """The sample ``name`` of a records file, relative to ``root`` or one of its sample folders."""
+def resolve(root: Path, name: str, listed_in: Path, subdirs: tuple[str, ...] = ("", "images", "clips", "videos")) -> Path:
+    """The sample ``name`` of records file ``listed_in``, relative to ``root`` or one of its sample folders."""
     for sub in subdirs:
         p = root / sub / name
         if p.exists():
             return p
-    raise UserError(f"sample {name!r} listed in {root} not found there (nor under {', '.join(s for s in subdirs if s)}/)")
+    raise UserError(f"sample {name!r} listed in {listed_in} is not in {root} (nor under "
+                    f"{', '.join(s for s in subdirs if s)}/); remove its row or add the file")
 
 
 def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
-    """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl."""
+    """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl.
+
+    A generated folder's samples.jsonl is checked against its run.json (``nuwa.samples.read_index``);
+    every image under an image folder must have exactly one caption row.
+    """
+    from nuwa.samples import INDEX, read_index
+
     root = Path(folder)
     if captions is None:
-        found = [root / n for n in ("samples.jsonl", "captions.jsonl") if (root / n).is_file()]
+        found = [root / n for n in (INDEX, "captions.jsonl") if (root / n).is_file()]
         if not found:
             raise UserError(f"no samples.jsonl or captions.jsonl in {root}; pass --captions FILE")
         captions = found[0]
-    return [(resolve(root, row["file"]), row) for row in read_records(captions)]
+    rows = read_index(root) if Path(captions) == root / INDEX else read_records(captions)
+    pairs = [(resolve(root, row["file"], Path(captions)), row) for row in rows]
+    check_one_row_per_image(root, [p for p, _ in pairs], Path(captions))
+    return pairs
+
+
+def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> None:
+    """Images of ``root`` without a caption row, or rows listing one image twice, are one line."""
+    if not all(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in listed):
+        return  # videos (files or frame folders): every listed clip was resolved
+    seen = {p.resolve() for p in listed}
+    if len(seen) < len(listed):
+        raise UserError(f"{captions} lists an image twice ({len(listed) - len(seen)} duplicate rows); one row per image")
+    unlisted = [p for p in list_images(root) if p.resolve() not in seen]
+    if unlisted:
+        raise UserError(f"{captions} has no row for {len(unlisted)} image(s) under {root}, e.g. {unlisted[0]}; "
+                        "add their rows or remove the images")
 
 
 def is_features(path: str | Path) -> bool:
@@ -155,3 +182,25 @@ def same_width(real: np.ndarray, real_path: str | Path, fake: np.ndarray, fake_p
     if real.shape[-1] != fake.shape[-1]:
         raise UserError(f"{real_path} has {real.shape[-1]}-d features but {fake_path} has {fake.shape[-1]}-d; "
                         "compute both with the same backbone")
+
+
+def read_metric(path: str | Path, metric: str = "") -> dict:
+    """A metric JSON of `nuwa eval METRIC --json` (content hash, numbers and, if given, the metric name checked)."""
+    from nuwa.io import read_json
+
+    hint = "rerun the metric (`nuwa eval ... --json`)"
+    fix = f"delete it and {hint}"
+    result = read_json(path, "metric result", hint)
+    name = metric.replace("-", "_")
+    if not isinstance(result, dict) or "metric" not in result:
+        raise UserError(f"metric result {path} is not the output of `nuwa eval` (no 'metric' entry); {fix}")
+    if not str(result["metric"]).replace("-", "_").startswith(name):
+        raise UserError(f"metric result {path} holds {result['metric']!r}, not {name!r}; {fix}")
+    bad = [k for k in ("value", "ci_low", "ci_high", "n") if not _finite_number(result.get(k))]
+    if bad or result["n"] < 1:
+        raise UserError(f"metric result {path} has no finite {bad[0] if bad else 'n >= 1'}; {fix}")
+    return result
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)

@@ -68,7 +68,9 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise UserError(f"config file not found: {p}")
     try:
-        data = yaml.load(p.read_text(), Loader=Loader) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=Loader) or {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise UserError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):

@@ -14,7 +14,8 @@ CHECKERS = ("nuwa.data.config", "nuwa.tokenizer.config", "nuwa.settings", "basel
 
 
 def check_all(cfg: dict) -> list[str]:
-    """Run every package's check_config and resolve the experiments plan (each run's overrides included)."""
+    """Run every package's check_config and resolve the experiments plan (each run's overrides included,
+    and for NUWA-Infinity runs whether the patch tiles the token grid of the run's world)."""
     from nuwa.config import validate
     from nuwa.report.plan import Plan
 
@@ -25,12 +26,16 @@ def check_all(cfg: dict) -> list[str]:
         except ImportError as exc:
             raise UserError(f"cannot check the config: {name} does not import ({exc}); reinstall the suite") from exc
         module.check_config(cfg)
+    from nuwa.settings import check_patch_grid
+
     plan = Plan(cfg)
     for run in plan.runs.values():
         plan.model_settings(run)
         try:
             for name in CHECKERS:
                 importlib.import_module(name).check_config(run.effective(cfg))
+            if run.model == "nuwa":
+                check_patch_grid(run.effective(cfg), run.world)
         except UserError as exc:
             raise UserError(f"experiments run {run.name!r} (--set {' '.join(run.overrides)}): {exc}") from exc
     return [*CHECKERS, f"experiments ({len(plan.runs)} runs)"]

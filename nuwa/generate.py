@@ -27,7 +27,7 @@ from nuwa import checkpoint
 from nuwa import family as families
 from nuwa.errors import UserError
 from nuwa.inputs import DIRECTIONS, check_canvas, cover, known_part, outpaint_input, read_image
-from nuwa.io import atomic_path, require_file
+from nuwa.io import atomic_path, read_text, require_file
 from nuwa.samples import SampleWriter, check_video_format
 from nuwa.sampling import SamplingConfig
 from nuwa.train import patch_tokens
@@ -161,8 +161,7 @@ def canvas(settings: Settings, loaded: Loaded, unit: int) -> tuple[int, int, int
 
 
 def read_captions(path: Path) -> list[str]:
-    require_file(path, "captions file", "one caption per line")
-    captions = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    captions = [line.strip() for line in read_text(path, "captions file", "one caption per line").splitlines() if line.strip()]
     if not captions:
         raise UserError(f"captions file {path} has no captions; write one caption per line")
     return captions
@@ -308,7 +307,8 @@ def generate(settings: Settings, jobs: list[Job], cfg: dict, command: list[str] 
     if settings.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     loaded = load(settings)
-    unit = loaded.tokenizer.factor * patch_tokens(cfg)
+    # the checkpoint's own patch (a run may train with --set nuwa.model.patch=...), else the config's
+    unit = loaded.tokenizer.factor * loaded.family.model_config(loaded.module).get("patch", patch_tokens(cfg))
     grid = canvas(settings, loaded, unit)
     check_inputs(jobs, settings, grid[1:], unit)
     t_start = time.time()

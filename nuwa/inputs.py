@@ -60,6 +60,23 @@ class Box:
         return mask
 
 
+def rgb_array(img, path: str | Path) -> np.ndarray:
+    """uint8 [H, W, 3] of a loaded PIL image of any mode: 16-bit and 32-bit integer images are scaled
+    (PIL's own conversion clips them to white), palette / CMYK / grey converted, and an image with
+    transparent pixels refused (what is under them is undefined)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        grey = np.clip(np.rint(grey * 255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if alpha.min() < 255:
+            raise UserError(f"image {path} has transparent pixels ({int((alpha < 255).sum())} of {alpha.size}); "
+                            "flatten it onto a background (e.g. save it as RGB JPEG/PNG) and pass that")
+    return np.asarray(img.convert("RGB"))
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """float[3, H, W] in [-1, 1] from any image file PIL reads; one line if it cannot."""
     from PIL import Image, UnidentifiedImageError
@@ -68,10 +85,10 @@ def read_image(path: str | Path) -> torch.Tensor:
     try:
         with Image.open(p) as img:
             img.load()
-            rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            rgb = rgb_array(img, p)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UserError(f"input image {p} is not a readable image ({exc}); pass a PNG or JPEG file") from exc
-    return rearrange(torch.from_numpy(np.asarray(rgb).copy()), "h w c -> c h w").float() / 127.5 - 1.0
+    return rearrange(torch.from_numpy(rgb.copy()), "h w c -> c h w").float() / 127.5 - 1.0
 
 
 def check_unit(image: torch.Tensor, unit: int, what: str) -> None:

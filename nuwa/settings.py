@@ -73,6 +73,30 @@ def sampling_config(cfg: dict, model: str) -> SamplingConfig:
     return baseline_sampling_config(cfg, model)
 
 
+def token_grid(cfg: dict, world: str) -> tuple[int, int]:
+    """(h, w) tokens of one training image of ``world``: its size over the VQGAN factor (one line if not whole)."""
+    from nuwa.data.config import world_config
+    from nuwa.tokenizer.config import vqgan_config
+
+    wc = world_config(cfg, world)
+    width = getattr(wc, "crop", None) or wc.width
+    factor = 2 ** (len(vqgan_config(cfg).model.ddconfig.ch_mult) - 1)
+    if wc.height % factor or width % factor:
+        raise UserError(f"data.{world} images are {width}x{wc.height} pixels, not a multiple of the VQGAN factor "
+                        f"{factor} (tokenizer.vqgan.model.ddconfig.ch_mult); use sizes divisible by {factor}")
+    return wc.height // factor, width // factor
+
+
+def check_patch_grid(cfg: dict, world: str) -> None:
+    """nuwa.model.patch must tile the token grid of ``world``'s images exactly (NUWA-Infinity runs)."""
+    patch = settings(cfg).model.patch
+    h, w = token_grid(cfg, world)
+    if h % patch or w % patch:
+        fits = [m for m in range(1, min(h, w) + 1) if h % m == 0 and w % m == 0]
+        raise UserError(f"nuwa.model.patch={patch} does not divide the {h}x{w} token grid of data.{world} "
+                        f"(image size / VQGAN factor); set nuwa.model.patch to one of {fits}")
+
+
 def check_config(cfg: dict) -> None:
     model = settings(cfg).model
     n_embed = section(cfg, "tokenizer.vqgan.model").get("n_embed")

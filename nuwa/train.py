@@ -60,6 +60,14 @@ def check_codebook(model_config: dict, n_embed: int, model: str, shard: Path) ->
                         f"{sizes[0]}-code codebook; set the model's codebook size to {n_embed} (--set) or re-encode")
 
 
+def check_patch(model_config: dict, grid: tuple[int, int, int], shard: Path) -> None:
+    """A patch-based model's patch must tile the shard's token grid (before any training work)."""
+    patch = model_config.get("patch")
+    if patch and (grid[1] % patch or grid[2] % patch):
+        raise UserError(f"shard {shard} holds {grid[1]}x{grid[2]}-token grids, which patches of {patch}x{patch} tokens "
+                        f"do not tile; set nuwa.model.patch to a divisor of {grid[1]} and {grid[2]}")
+
+
 def train(model: str, train_shard: Path, val_shard: Path, out: Path, cfg: dict, *, history: Path | None = None,
           seed: int = 0, resume: bool = True, stop_after: int | None = None) -> Path:
     """Train family ``model`` on the shards and write checkpoint ``out`` (or ``<out>.resume`` when stopped early)."""
@@ -71,6 +79,7 @@ def train(model: str, train_shard: Path, val_shard: Path, out: Path, cfg: dict, 
     module = fam.build(cfg)
     model_config = fam.model_config(module)
     check_codebook(model_config, train_set.n_embed, model, train_shard)
+    check_patch(model_config, train_set.grid, train_shard)
     log.info("training %s (%.2fM parameters) on %d samples of grid %s", model,
              sum(p.numel() for p in module.parameters()) / 1e6, len(train_set), data["grid"])
     trainable = fam.trainable(module, cfg)

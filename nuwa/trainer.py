@@ -6,7 +6,9 @@ linear warm-up and cosine decay, bf16 autocast on GPU, DistributedDataParallel u
 (world size 1 on CPU, same code path), a deterministic resumable data order, periodic
 checkpoints with RNG state (exact resume after a kill), a validation history (every epoch end and
 every ``eval_every`` batches: epochs done, optimizer steps, training examples seen, the mean
-training loss since the previous row, the validation loss) and progress bars.
+training loss since the previous row, the validation loss) and progress bars. The history holds
+only numbers a rerun reproduces bit for bit (wall-clock times go to the log), so a run killed and
+resumed any number of times writes the same history CSV as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -56,6 +58,12 @@ class TrainConfig:
             raise ValueError("eval_every must be >= 0 (0: validate at the end of each epoch only)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"lr must be > 0 (got {self.lr}), weight_decay and grad_clip >= 0")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ValueError(f"beta1 and beta2 must be in [0, 1) (got {self.beta1}, {self.beta2})")
+        if self.checkpoint_every < 1 or self.num_workers < 0:
+            raise ValueError("checkpoint_every must be >= 1 and num_workers >= 0")
 
 
 class Stepper:
@@ -163,6 +171,30 @@ def resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
+# settings that change neither the numbers nor the data order: a resumed run may differ in these
+NOT_RUN_SETTINGS = ("num_workers", "checkpoint_every")
+
+
+def run_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings a resumed run must share with the run that wrote the resume checkpoint."""
+    return {k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS}
+
+
+def check_same_run(rpath: Path, state: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse to continue a resume checkpoint written with other settings, model or data (one line)."""
+    for key, want in expected.items():
+        have = state.get(key)
+        if isinstance(want, dict) and isinstance(have, dict):
+            diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+            if not diff:
+                continue
+            key, have, want = f"{key}.{diff[0]}", have.get(diff[0]), want.get(diff[0])
+        elif have == want:
+            continue
+        raise UserError(f"resume checkpoint {rpath} belongs to another run ({key} was {have!r}, now {want!r}); "
+                        "rerun with the settings it was written with, or pass --no-resume (or delete it) to start afresh")
+
+
 def write_history(path: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[0]))
@@ -204,12 +236,14 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
     rpath = resume_path(out)
     if resume and rpath.is_file():
         state = ckpt_io.load(rpath, kind)
+        if "pending" not in state:
+            raise UserError(f"{rpath} was written by an older nuwa train (no running loss); delete it to train afresh")
+        check_same_run(rpath, state, {"config": model_config, "seed": seed, "examples": len(train_set),
+                                      "train_config": run_settings(cfg)})
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         epoch, batch_idx, step.steps, history = state["epoch"], state["batch"], state["steps"], state["history"]
-        if "pending" not in state:
-            raise UserError(f"{rpath} was written by an older nuwa train (no running loss); delete it to train afresh")
         pending = state["pending"]
         ckpt_io.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
         log.info("resuming %s from %s (epoch %d, batch %d, step %d)", desc, rpath, epoch, batch_idx, step.steps)
@@ -224,7 +258,7 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
             ckpt_io.save(rpath, kind=kind, config=model_config, model=module.state_dict(),
                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          epoch=epoch, batch=batch_idx, steps=step.steps, history=history, pending=pending, rng=rngs,
-                         train_config=asdict(cfg), seed=seed)
+                         train_config=run_settings(cfg), seed=seed, examples=len(train_set))
 
     def record() -> None:
         """One history row: validation now, and the mean training loss since the previous row."""
@@ -233,9 +267,10 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
         history.append({"epoch": int(done) if done.is_integer() else round(done, 6), "step": step.steps,
                         "examples": (epoch * batches_per_epoch + batch_idx) * cfg.batch_size * info.world,
                         "train_loss": sum(pending) / len(pending) if pending else float("nan"),
-                        "val_loss": val, "seconds": round(time.time() - t0, 3)})
+                        "val_loss": val})
         pending.clear()
-        log.info("%s epoch %.3g: train %.4f val %.4f", desc, history[-1]["epoch"], history[-1]["train_loss"], val)
+        log.info("%s epoch %.3g: train %.4f val %.4f (%.1f s)", desc, history[-1]["epoch"], history[-1]["train_loss"],
+                 val, time.time() - t0)
         if info.main and history_csv is not None:
             write_history(Path(history_csv), history)
 

@@ -80,9 +80,10 @@ def vqgan_ckpt(images, tmp_path_factory) -> Path:
     return train_vqgan(images, tmp_path_factory.mktemp("ckpt") / "vqgan.pt", TINY, seed=0)
 
 
-def test_resume_after_kill_is_bit_identical(images, vqgan_ckpt, tmp_path):
+@pytest.mark.parametrize("stop_after", [3, 4])  # an epoch boundary; mid-epoch, where a dead-code restart follows
+def test_resume_after_kill_is_bit_identical(images, vqgan_ckpt, tmp_path, stop_after):
     out = tmp_path / "resumed.pt"
-    assert train_vqgan(images, out, TINY, seed=0, stop_after=3) == out.with_name("resumed.pt.resume")
+    assert train_vqgan(images, out, TINY, seed=0, stop_after=stop_after) == out.with_name("resumed.pt.resume")
     assert not out.exists()
     train_vqgan(images, out, TINY, seed=0)  # crosses an epoch boundary, GAN on from step 2
     assert not out.with_name("resumed.pt.resume").exists()

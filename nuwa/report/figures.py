@@ -4,14 +4,13 @@ validation curves.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nuwa.errors import UserError
-from nuwa.io import atomic_path, require_file
+from nuwa.io import atomic_path
 from nuwa.report.plan import SAMPLE_FIGURES, SWEEP_FIGURES, TABLES, Plan, Row
 from nuwa.report.tables import cell_result, convergence, read_history, read_json, write_csv
 
@@ -93,8 +92,9 @@ def sweep_csv_path(out_png: str | Path) -> Path:
 
 # ------------------------------------------------------------------------------ sample sheets
 def _records(folder: Path) -> list[dict]:
-    index = require_file(folder / "samples.jsonl", "samples index", "rerun `nuwa generate`")
-    return [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+    from nuwa.samples import read_index
+
+    return read_index(folder)
 
 
 def _frames(folder: Path, record: dict) -> list[Path]:

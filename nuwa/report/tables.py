@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from metrics.io import read_metric
+from nuwa import io as nuwa_io
 from nuwa.config import apply_overrides
 from nuwa.errors import UserError
 from nuwa.io import require_file, write_json, write_text
@@ -29,11 +30,7 @@ TABLE1_TASKS = dict(zip(("uncond", "t2i", "animate", "t2v"), paper.TABLE1_TASKS)
 
 
 def read_json(path: str | Path) -> dict:
-    p = require_file(path, "result file", "run the workflow step that writes it")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"result file {p} is not valid JSON ({exc}); delete it and rerun the workflow") from exc
+    return nuwa_io.read_json(path, "result file", "rerun the workflow step that writes it")
 
 
 def exact(value: float) -> dict:
@@ -83,8 +80,9 @@ def parameter_count(checkpoint: str | Path) -> int:
 
 
 def sample_seconds(folder: Path) -> np.ndarray:
-    index = require_file(folder / "samples.jsonl", "samples index", "rerun `nuwa generate`")
-    return np.array([json.loads(line)["seconds"] for line in index.read_text().splitlines() if line.strip()])
+    from nuwa.samples import read_index
+
+    return np.array([row["seconds"] for row in read_index(folder)])
 
 
 def speed(plan: Plan, run: str, reference: str, sample_set: str, ci: float) -> dict:
@@ -114,7 +112,7 @@ def cell_result(plan: Plan, table: str, row: Row, cell: Cell, ci: float) -> dict
     if cell.metric == "speed":
         reference = next(r.run for r in TABLES[table].rows if r.label == cell.relative_to)
         return speed(plan, row.run, reference, cell.sample_set + row.suffix, ci)
-    return combine([read_json(p) for p in plan.needed(row.run, cell, row.suffix)], ci)
+    return combine([read_metric(p, cell.metric) for p in plan.needed(row.run, cell, row.suffix)], ci)
 
 
 def results(plan: Plan, table: str) -> dict[str, dict[str, dict | None]]:

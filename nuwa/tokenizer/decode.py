@@ -8,6 +8,7 @@ frame is guided by the previous decoded frame (the first frame: plain VQGAN, or 
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def allocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A uint8 .npy memmap whose disk blocks are allocated up front: a full disk is an OSError here
+    (one line, via nuwa.io.atomic_path), not a SIGBUS when a page of the sparse file is first written."""
+    canvas = open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    with open(path, "rb+") as fh:
+        os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    return canvas
+
+
 def strip_bounds(width: int, strip: int, margin: int) -> list[tuple[int, int, int, int]]:
     """(c0, c1, a, b): kept token columns [c0, c1) decoded from the context window [a, b)."""
     return [(c0, min(width, c0 + strip), max(0, c0 - margin), min(width, c0 + strip + margin))
@@ -60,11 +70,10 @@ def decode_image(tokenizer: VQGAN, idx: torch.Tensor, png: str | Path, *, strip:
     """Token grid Long[h, w] -> PNG, through a memmap next to the output."""
     f, (h, w) = tokenizer.factor, idx.shape
     Path(png).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".decode.", dir=Path(png).parent) as scratch:
-        canvas = open_memmap(Path(scratch) / "canvas.npy", mode="w+", dtype=np.uint8, shape=(h * f, w * f, 3))
+    with atomic_path(png) as tmp, tempfile.TemporaryDirectory(prefix=".decode.", dir=Path(png).parent) as scratch:
+        canvas = allocated_memmap(Path(scratch) / "canvas.npy", (h * f, w * f, 3))
         decode_strips(tokenizer, idx, canvas, strip=strip, margin=margin)
-        with atomic_path(png) as tmp:
-            Image.fromarray(np.asarray(canvas)).save(tmp, format="PNG")
+        Image.fromarray(np.asarray(canvas)).save(tmp, format="PNG")
         del canvas
 
 
@@ -79,7 +88,7 @@ def decode_video(tokenizer: VQGAN, idx: torch.Tensor, out_dir: str | Path, *, fi
     f, (frames, h, w) = tokenizer.factor, idx.shape
     guided = hasattr(tokenizer, "pixel_encoder")
     with atomic_path(out_dir, is_dir=True) as tmp:
-        video = open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(frames, h * f, w * f, 3))
+        video = allocated_memmap(tmp / "frames.npy", (frames, h * f, w * f, 3))
         for t in range(frames):
             if t == 0 and first is not None:
                 if tuple(first.shape) != (3, h * f, w * f):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nuwa.errors import UserError
-from nuwa.io import require_file, torch_load
+from nuwa.io import require_file, require_named_hash, torch_load
 from nuwa.tokenizer.config import LossConfig
 
 VGG_STAGES = (3, 8, 15, 22, 29)  # torchvision vgg16.features indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -33,7 +33,7 @@ class Perceptual(nn.Module):
 
         path = require_file(weights, "perceptual-loss VGG16 weights",
                             "put torchvision's vgg16-397923af.pth there or set tokenizer.*.loss.perceptual_weight: 0")
-        state = torch_load(path, "VGG16 weights")
+        state = torch_load(require_named_hash(path, "VGG16 weights"), "VGG16 weights")
         features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         net = make_layers(cfgs["D"])[:VGG_STAGES[-1] + 1]  # vgg16.features without building the classifier
         try:

@@ -5,7 +5,9 @@ PG-VQGAN starts from a trained VQGAN, keeps it frozen (so its tokens stay valid)
 pixel encoder on consecutive frame pairs (n-1, n) of a video world.
 
 A resume file ``<out>.resume`` (weights, both optimizers, code-usage clock, RNG state) is written
-every ``checkpoint_every`` steps; rerunning the same command continues the run bit for bit.
+every ``checkpoint_every`` steps; rerunning the same command continues the run bit for bit (the
+data loader draws its worker seed from its own generator, so a resume does not shift the global
+RNG that dead-code restarts use). A resume file of other settings, architecture or data is refused.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from nuwa.tokenizer.config import OptimConfig, PGVQGANConfig, VQGANConfig
 from nuwa.tokenizer.losses import VQLoss
 from nuwa.tokenizer.pg_vqgan import PGVQGAN
 from nuwa.tokenizer.vqgan import VQGAN
-from nuwa.trainer import EpochSampler, lr_lambda, resume_path
+from nuwa.trainer import EpochSampler, check_same_run, lr_lambda, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,12 @@ def run(model: VQGAN, data: Dataset, loss: VQLoss, opt: OptimConfig, *, out: str
     last_used = torch.full((model.n_embed,), -1, dtype=torch.long)  # step at which each code was last chosen
     step, history = 0, []
 
+    run_settings = {"config": arch_dict(model.arch), "train_config": dataclasses.asdict(opt), "seed": seed,
+                    "examples": len(data), "restart_every": restart_every}
     rpath = resume_path(out)
     if rpath.is_file():
         state = ckpt_io.load(rpath, kind)
+        check_same_run(rpath, state, run_settings)
         model.load_state_dict(state["model"])
         loss.discriminator.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
@@ -134,10 +139,10 @@ def run(model: VQGAN, data: Dataset, loss: VQLoss, opt: OptimConfig, *, out: str
         log.info("resuming %s from %s at step %d", kind, rpath, step)
 
     def save_resume() -> None:
-        ckpt_io.save(rpath, kind=kind, config=arch_dict(model.arch), model=model.state_dict(),
+        ckpt_io.save(rpath, kind=kind, model=model.state_dict(),
                      discriminator=loss.discriminator.state_dict(), opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(),
                      scheduler=sched.state_dict(), step=step, history=history, last_used=last_used,
-                     rng=ckpt_io.rng_state())
+                     rng=ckpt_io.rng_state(), **run_settings)
 
     model.train()
     loss.train()
@@ -146,7 +151,8 @@ def run(model: VQGAN, data: Dataset, loss: VQLoss, opt: OptimConfig, *, out: str
     while step < opt.steps:
         epoch, start = divmod(step, n_batches)
         sampler.set_epoch(epoch, start, opt.batch_size)
-        loader = DataLoader(data, batch_size=opt.batch_size, sampler=sampler, drop_last=True)
+        loader = DataLoader(data, batch_size=opt.batch_size, sampler=sampler, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed + epoch))  # keeps the global RNG untouched
         for batch in loader:
             logs = train_step(model, loss, batch, step, opt_g, opt_d, restart_every, last_used)
             sched.step()

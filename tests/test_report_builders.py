@@ -168,3 +168,40 @@ def test_ncp_figure_and_linear_claim_from_the_benchmark_json(plan, tmp_path):
     assert out.is_file() and len(list(csv.DictReader((tmp_path / "results" / "figure_ncp.csv").open()))) == 12
     assert linear_claim(bench)["verdict"] == "held"
     assert linear_claim({"ncp": rows(0.5)})["verdict"] == "not held"
+
+
+def put_local_speed(plan: Plan, cpu_seconds: dict[str, list[float]]) -> None:
+    """A bench/local_speed.json as `nuwa bench sampling-speed --preset paper-geometry` writes it (the fields read)."""
+    wide = f"x{plan.exp['wide']}"
+    results = {name: {wide: {"b1": {"cpu_seconds_per_image": secs, "seconds_per_image": secs}}} for name, secs in cpu_seconds.items()}
+    plan.local_speed().parent.mkdir(parents=True, exist_ok=True)
+    plan.local_speed().write_text(json.dumps({"benchmark": "sampling-speed", "preset": "paper-geometry", "device": "cpu",
+                                              "results": results}))
+
+
+def test_table7a_speed_is_the_paper_geometry_benchmark_relative_to_ar(plan):
+    from nuwa.report.tables import cell_result
+
+    put_local_speed(plan, {"nuwa-ar": [2.0, 2.2, 1.9, 2.1, 2.0], "nuwa-nar": [0.2, 0.25, 0.2, 0.21, 0.2],
+                           "nuwa-pnar": [1.0, 1.1, 0.9, 1.0, 1.0]})
+    t = TABLES["table7a"]
+    rows, cell = {r.label: r for r in t.rows}, t.columns["Inference Speed"]
+    assert plan.needed("nar", cell) == [plan.local_speed()]
+    res = {label: cell_result(plan, "table7a", rows[label], cell, 0.95) for label in rows}
+    assert res["NUWA-Infinity (AR)"]["value"] == pytest.approx(1.0)
+    assert res["NUWA-Infinity (NAR)"]["value"] == pytest.approx(10.2 / 1.06)  # mean AR seconds / mean NAR seconds
+    assert res["NUWA-Infinity (P-NAR)"]["value"] == pytest.approx(2.04)
+    for r in res.values():
+        assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n"] == 5
+    c = table_claim(plan, Claim("table7a", "NUWA-Infinity (NAR)", "NUWA-Infinity (P-NAR)", "Inference Speed"), 0.95, {})
+    assert c["verdict"] == "held" and c["effect"] > 0
+
+
+def test_table7a_speed_without_the_decoders_entry_names_the_file_and_the_rule(plan):
+    from nuwa.errors import UserError
+    from nuwa.report.tables import cell_result
+
+    put_local_speed(plan, {"nuwa-ar": [2.0, 2.1]})
+    row = next(r for r in TABLES["table7a"].rows if r.run == "nar")
+    with pytest.raises(UserError, match="no nuwa-nar x.*local_speed rule"):
+        cell_result(plan, "table7a", row, TABLES["table7a"].columns["Inference Speed"], 0.95)

@@ -1,9 +1,11 @@
 """The claims report: each quantitative claim of §4.4-4.5 with our effect, interval and verdict.
 
 Effects are signed so that a positive value is the paper's direction ("A better than B" ->
-how much better). Intervals come from the paired bootstrap of metrics.stats.compare: both results
-resample the same sample indices, so the difference's interval is paired. Verdict: held (interval
-above 0), not held (below 0), inconclusive (contains 0). Exact numbers (epochs) compare directly.
+how much better). Intervals come from metrics.stats.compare: the difference of the two results, with
+bias-corrected values and a jackknife interval for FID-type metrics (paired over the shared real set
+and prompts, valid between sets of different n) and paired bootstrap replicates for IS, CLIP-SIM and
+speed. Verdict: held (interval above 0), not held (below 0), inconclusive (contains 0). Exact numbers
+(epochs) compare directly.
 A claim the embedded scale structurally cannot test (see STRUCTURAL: runs that never plateaued,
 training images of a single patch) is "untestable here", with the reason in the ``why`` column,
 whatever the numbers say.
@@ -14,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
+from metrics.stats import compare, difference
 from nuwa.errors import UserError
 from nuwa.io import write_text
 from nuwa.report import paper
 from nuwa.report.plan import SWEEP_FIGURES, TABLES, Plan, Row
 from nuwa.report.tables import PLATEAU_TOLERANCE, PLATEAU_WINDOW, cell_result, markdown, read_json, write_csv
-from nuwa.settings import settings
+from nuwa.settings import settings, token_grid
 
 LINEAR_TOLERANCE = 1.2  # issue 3: seconds per patch at the widest width within 1.2x of 2 patches wide
 UNTESTABLE = "untestable here"
@@ -66,19 +67,16 @@ def verdict_exact(advantage: float) -> str:
 
 
 def judge(a: dict, b: dict, higher_is_better: bool, ci: float) -> dict:
-    """Paired bootstrap (metrics.stats.compare), or a direct comparison of exact numbers."""
-    from metrics.stats import compare
-
-    if not a.get("replicates") or not b.get("replicates"):
+    """metrics.stats.compare of two measured results, or a direct comparison of exact numbers."""
+    if not has_error(a) or not has_error(b):
         adv = (1 if higher_is_better else -1) * (a["value"] - b["value"])
         return {"verdict": verdict_exact(adv), "advantage": adv, "ci_low": adv, "ci_high": adv}
     return compare(a, b, higher_is_better=higher_is_better, ci=ci)
 
 
-def gap(wide: dict, narrow: dict) -> dict:
-    """wide - narrow with replicates (both resampled by the same seeds; n of the wide set kept)."""
-    reps = np.asarray(wide["replicates"]) - np.asarray(narrow["replicates"])
-    return {**wide, "value": wide["value"] - narrow["value"], "replicates": reps.tolist()}
+def has_error(result: dict) -> bool:
+    """Does ``result`` carry its sampling error (jackknife values or bootstrap replicates)?"""
+    return "jackknife" in result or bool(result.get("replicates"))
 
 
 def not_plateaued(plan: Plan, runs: dict[str, str], results: dict[str, dict]) -> str:
@@ -95,21 +93,11 @@ def single_patch_images(plan: Plan, runs: dict[str, str], results: dict[str, dic
     for label, run in runs.items():
         r = plan.runs[run]
         cfg = r.effective(plan.cfg)
-        patch, tokens = settings(cfg).model.patch, training_tokens(cfg, r.world)
+        patch, tokens = settings(cfg).model.patch, token_grid(cfg, r.world)[1]
         if tokens <= patch:
             return (f"at {label} a {tokens}x{tokens}-token training image is a single patch, so the context that "
                     "wider generation reads is never trained")
     return ""
-
-
-def training_tokens(cfg: dict, world: str) -> int:
-    """Token width of a training image of ``world`` under ``cfg``'s tokenizer."""
-    from nuwa.data.config import world_config
-    from nuwa.tokenizer.config import vqgan_config
-
-    wc = world_config(cfg, world)
-    side = wc.crop if world == "rqf" else wc.width
-    return side // 2 ** (len(vqgan_config(cfg).model.ddconfig.ch_mult) - 1)
 
 
 # (table or figure, column or curve) -> why the embedded scale cannot test that claim ("" when it can)
@@ -138,7 +126,7 @@ def table_claim(plan: Plan, claim: Claim, ci: float, cache: dict) -> dict[str, A
     a, b = result(claim.a, claim.column), result(claim.b, claim.column)
     pa, pb = paper.TABLES[claim.table][claim.a][claim.column], paper.TABLES[claim.table][claim.b][claim.column]
     if claim.minus:
-        a, b = gap(a, result(claim.a, claim.minus)), gap(b, result(claim.b, claim.minus))
+        a, b = difference(a, result(claim.a, claim.minus)), difference(b, result(claim.b, claim.minus))
         pa = pa - paper.TABLES[claim.table][claim.a][claim.minus]
         pb = pb - paper.TABLES[claim.table][claim.b][claim.minus]
         text = f"{claim.b} degrades more than {claim.a} from {claim.minus} to {claim.column}"
@@ -207,7 +195,8 @@ def write_claims(plan: Plan, out_csv: str | Path) -> None:
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     header = ["Claims of the paper (§4.4-4.5) and whether they held here",
               f"scale: {plan.exp.get('scale', 'embedded')}; effect > 0 is the paper's direction; "
-              f"interval: paired bootstrap ({float(plan.cfg.get('metrics', {}).get('ci', 0.95)):.0%})",
+              f"interval: {float(plan.cfg.get('metrics', {}).get('ci', 0.95)):.0%} of the paired difference "
+              "(jackknife, bias-corrected, for FID-type metrics; bootstrap for IS, CLIP-SIM, speed; docs/metrics.md)",
               ", ".join(f"{k}: {v}" for k, v in counts.items())]
     cols = ["claim", "source", "ours_a", "ours_b", "paper_a", "paper_b", "effect", "ci_low", "ci_high", "verdict"]
     body = [[r[c] for c in cols[:-1]] + [f"{r['verdict']} ({r['why']})" if r["why"] else r["verdict"]] for r in rows]

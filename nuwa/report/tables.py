@@ -79,24 +79,32 @@ def parameter_count(checkpoint: str | Path) -> int:
     return int(sum(t.numel() for t in state.values()))
 
 
-def sample_seconds(folder: Path) -> np.ndarray:
-    from nuwa.samples import read_index
+def speed(plan: Plan, run: str, reference: str, ci: float) -> dict:
+    """Images per second of ``run`` relative to ``reference`` at the paper's patch size (bench/local_speed.json).
 
-    return np.array([row["seconds"] for row in read_index(folder)])
-
-
-def speed(plan: Plan, run: str, reference: str, sample_set: str, ci: float) -> dict:
-    """Samples per second relative to ``reference`` (its seconds per sample / ours), bootstrapped over samples."""
+    Per repeat, the reference's CPU seconds per image over ours (repeat i of every decoder ran in the
+    same round, so repeats pair); the mean ratio's interval is bootstrapped over repeats. CPU seconds
+    of the benchmark's own process: jobs running beside it on the same cores disturb them less.
+    """
     from metrics.stats import bootstrap
 
-    results = []
-    for seed in plan.seeds:
-        ours, ref = sample_seconds(plan.samples(run, sample_set, seed)), sample_seconds(plan.samples(reference, sample_set, seed))
-        n = min(len(ours), len(ref))
-        resamples = int(plan.cfg.get("metrics", {}).get("bootstrap", 100))
-        results.append({"metric": "speed", **bootstrap(lambda i: ref[:n][i].mean() / ours[:n][i].mean(), n,
-                                                          resamples=resamples, seed=seed, ci=ci, desc="speed")})
-    return combine(results, ci)
+    bench = read_json(plan.local_speed())
+    ours, ref = (local_seconds(plan, bench, r) for r in (run, reference))
+    n = min(len(ours), len(ref))
+    resamples = int(plan.cfg.get("metrics", {}).get("bootstrap", 100))
+    result = bootstrap(lambda i: ref[:n][i].mean() / ours[:n][i].mean(), n, resamples=resamples,
+                       seed=plan.seeds[0], ci=ci, desc="speed")
+    return {"metric": "speed", **result, "seeds": 1, "preset": bench.get("preset"), "device": bench.get("device")}
+
+
+def local_seconds(plan: Plan, bench: dict, run: str) -> np.ndarray:
+    """CPU seconds per image of ``run``'s local decoder, x``experiments.wide``, batch 1, one per repeat."""
+    local = plan.model_settings(plan.runs[run])["model"]["local"]
+    entry = bench.get("results", {}).get(f"nuwa-{local}", {}).get(f"x{plan.exp['wide']}", {}).get("b1")
+    if not entry:
+        raise UserError(f"{plan.local_speed()} has no nuwa-{local} x{plan.exp['wide']} batch-1 entry; "
+                        "delete it and rerun the workflow's local_speed rule")
+    return np.asarray(entry["cpu_seconds_per_image"], dtype=np.float64)
 
 
 def cell_result(plan: Plan, table: str, row: Row, cell: Cell, ci: float) -> dict:
@@ -111,7 +119,7 @@ def cell_result(plan: Plan, table: str, row: Row, cell: Cell, ci: float) -> dict
         return convergence(runs)[row.label]
     if cell.metric == "speed":
         reference = next(r.run for r in TABLES[table].rows if r.label == cell.relative_to)
-        return speed(plan, row.run, reference, cell.sample_set + row.suffix, ci)
+        return speed(plan, row.run, reference, ci)
     return combine([read_metric(p, cell.metric) for p in plan.needed(row.run, cell, row.suffix)], ci)
 
 
@@ -164,7 +172,8 @@ def table_rows(plan: Plan, table: str) -> tuple[list[dict[str, Any]], list[str]]
     ci = float(plan.cfg.get("metrics", {}).get("ci", 0.95))
     header = [f"{table}: {TABLES[table].title} (paper {paper.SOURCES[table]})", scale_note(plan.cfg),
               f"sampling seeds: {', '.join(map(str, plan.seeds))}; training seed: {plan.cfg.get('seed', 0)}; "
-              f"[low, high] = {ci:.0%} bootstrap interval; n = samples per seed",
+              f"[low, high] = {ci:.0%} interval (FID-type: bias-corrected jackknife; IS, CLIP-SIM: bootstrap over "
+              "samples; speed: bootstrap over benchmark repeats); n = samples per seed",
               f"backbones: {', '.join(backbones(res)) or 'none'}"]
     return rows, header
 

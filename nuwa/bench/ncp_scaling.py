@@ -24,12 +24,12 @@ import time
 
 import torch
 
+from nuwa.bench.output import add_output_args, emit
 from nuwa.bench.memory import isolated, peak_rss_bytes, rss_bytes
 from nuwa.bench.presets import PRESETS, preset_config
 from nuwa.cli import add_config_args
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
-from nuwa.io import write_json, write_text
 from nuwa.settings import ModelConfig, settings
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,7 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg = settings(preset_config(args, args.preset)).model
     result = ncp_scaling(cfg, tuple(args.widths), args.rows, args.seed, isolate=not args.in_process)
     result["preset"] = args.preset
-    print(table(result))
-    if args.json:
-        write_json(args.json, result)
-    if args.markdown:
-        write_text(args.markdown, table(result) + "\n")
-    return 0
+    return emit(result, table(result), args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,8 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper-geometry",
                    help="paper-geometry (default: 16x16-token patches, 4 layers, d=256) or embedded (the configured model)")
-    p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
-    p.add_argument("--markdown", default=None, metavar="OUT", help="also write the table as Markdown")
+    add_output_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), help="canvas widths in patches")
     p.add_argument("--rows", type=int, default=2, help="canvas height in patches")
     p.add_argument("--seed", type=int, default=0)

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nuwa.bench.output import add_output_args, emit
 from nuwa.bench.presets import PRESETS, preset_config
 from nuwa.cli import add_config_args
 from nuwa.config import apply_overrides
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get, load_module
-from nuwa.io import write_json, write_text
 from nuwa.text import tokenize
 from nuwa.settings import sampling_config
 
@@ -244,12 +244,7 @@ def _cmd(args: argparse.Namespace) -> int:
         parse_name(name)
     result = sampling_speed(cfg, args.preset, names, args.widths or list(widths), args.batches or list(batches),
                             checkpoints, args.repeats, args.max_entry_seconds, args.seed, args.compile)
-    print(table(result))
-    if args.json:
-        write_json(args.json, result)
-    if args.markdown:
-        write_text(args.markdown, table(result) + "\n")
-    return 0
+    return emit(result, table(result), args)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -268,8 +263,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop repeating an entry once its timed seconds exceed this (it keeps at least one)")
     p.add_argument("--compile", action="store_true", help="every entry's decode steps under torch.compile (CUDA graphs on a GPU)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
-    p.add_argument("--markdown", metavar="OUT", help="also write the table as Markdown")
+    add_output_args(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from nuwa.errors import UserError
@@ -53,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job; the others only warn
+        level = logging.WARNING
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.func(args) or 0)

@@ -9,6 +9,15 @@ every ``eval_every`` batches: epochs done, optimizer steps, training examples se
 training loss since the previous row, the validation loss) and progress bars. The history holds
 only numbers a rerun reproduces bit for bit (wall-clock times go to the log), so a run killed and
 resumed any number of times writes the same history CSV as an uninterrupted one.
+
+Under torchrun, ``batch_size`` is the global batch: each of the W processes takes its B/W share of
+every single-process batch (:class:`EpochSampler`), so DDP's gradient mean is the single-process
+gradient and the learning rate needs no scaling. Training losses are averaged over the processes,
+validation batches (the single-process ones) are dealt to the processes and their sums reduced,
+and only rank 0 writes the history and the checkpoints, so a W-process run of a recipe without
+randomness in its loss reproduces the 1-process run to float tolerance. Recipes that draw random
+numbers per batch (MaskGIT's masks, NUWA-Infinity's orders, caption dropout) draw them from a
+per-rank stream (seed + rank): same distribution, other draws.
 """
 from __future__ import annotations
 
@@ -110,6 +119,17 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def sum(self, *values: float) -> list[float]:
+        """Each value summed over the processes (float64; no communication in a 1-process run)."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def mean(self, value: float) -> float:
+        return value if self.world == 1 else self.sum(value)[0] / self.world
+
 
 def init_distributed() -> tuple[Dist, torch.device]:
     """Join the torchrun process group when launched by torchrun; otherwise world size 1."""
@@ -126,29 +146,49 @@ def init_distributed() -> tuple[Dist, torch.device]:
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles with a generator seeded by (seed, epoch), shards by rank, and can skip a prefix."""
+    """Shuffles with a generator seeded by (seed, epoch) and yields rank ``rank``'s share of each global batch.
 
-    def __init__(self, n: int, seed: int, rank: int, world: int, shuffle: bool = True):
-        self.n, self.seed, self.rank, self.world, self.shuffle = n, seed, rank, world, shuffle
+    Global batch i is ``order[i*batch:(i+1)*batch]``, the batch one process would take; rank r gets
+    its r-th contiguous slice of batch/world examples, so the ranks of one step see exactly that
+    batch between them. The tail short of a full global batch is dropped (as a single process's
+    ``drop_last`` does; the shuffle drops another tail each epoch). ``set_epoch`` can skip batches.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int, world: int, batch: int, shuffle: bool = True):
+        if batch % world:
+            raise UserError(f"batch_size {batch} is the global batch and must split evenly over {world} processes; "
+                            f"set it to a multiple of {world}")
+        self.n, self.seed, self.rank, self.world, self.batch, self.shuffle = n, seed, rank, world, batch, shuffle
         self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int, start_batch: int = 0, batch_size: int = 1) -> None:
-        self.epoch, self.start = epoch, start_batch * batch_size
+    @property
+    def per_rank(self) -> int:
+        return self.batch // self.world
+
+    @property
+    def batches(self) -> int:
+        return self.n // self.batch
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start = epoch, start_batch
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
 
     def indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        per_rank = self.n // self.world  # drop the tail so every rank runs the same number of steps
-        return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        """This rank's examples of the epoch, batch after batch (from ``start_batch`` on)."""
+        order, b = self.order(), self.per_rank
+        return [j for i in range(self.start, self.batches)
+                for j in order[i * self.batch + self.rank * b:i * self.batch + (self.rank + 1) * b]]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices()[self.start:])
+        return iter(self.indices())
 
     def __len__(self) -> int:
-        return len(self.indices()) - self.start
+        return (self.batches - self.start) * self.per_rank
 
 
 def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -226,11 +266,13 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
     ckpt_io.seed_everything(seed + info.rank)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    sampler = EpochSampler(len(train_set), seed, info.rank, info.world)
-    batches_per_epoch = max(1, len(sampler.indices()) // cfg.batch_size)
+    sampler = EpochSampler(len(train_set), seed, info.rank, info.world, cfg.batch_size)
+    batches_per_epoch = max(1, sampler.batches)
     total = cfg.epochs * batches_per_epoch * trainable.steps_per_batch()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, max(1, int(cfg.warmup_ratio * total))))
     step = Stepper(params, optimizer, scheduler, cfg.grad_clip, _autocast_factory(device, cfg.precision))
+    log.info("%s: %d process(es) x %d examples = global batch %d, %d steps per epoch", desc, info.world,
+             sampler.per_rank, cfg.batch_size, batches_per_epoch * trainable.steps_per_batch())
 
     epoch, batch_idx, history, pending = 0, 0, [], []  # pending: training losses since the last history row
     rpath = resume_path(out)
@@ -245,7 +287,12 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
         scheduler.load_state_dict(state["scheduler"])
         epoch, batch_idx, step.steps, history = state["epoch"], state["batch"], state["steps"], state["history"]
         pending = state["pending"]
-        ckpt_io.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        if len(state["rng"]) == info.world:
+            ckpt_io.set_rng_state(state["rng"][info.rank])
+        else:  # the data order is the same for any process count; only the per-rank random streams restart
+            log.warning("%s was written by %d process(es), now %d: per-rank random streams are reseeded",
+                        rpath, len(state["rng"]), info.world)
+            ckpt_io.seed_everything(seed + info.rank + 1_000_003 * step.steps)
         log.info("resuming %s from %s (epoch %d, batch %d, step %d)", desc, rpath, epoch, batch_idx, step.steps)
 
     def save_resume() -> None:
@@ -262,10 +309,10 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
 
     def record() -> None:
         """One history row: validation now, and the mean training loss since the previous row."""
-        val = evaluate(trainable, net, val_set, cfg, device, collate) if val_set is not None else float("nan")
+        val = evaluate(trainable, val_set, cfg, device, collate, info) if val_set is not None else float("nan")
         done = epoch + batch_idx / batches_per_epoch
         history.append({"epoch": int(done) if done.is_integer() else round(done, 6), "step": step.steps,
-                        "examples": (epoch * batches_per_epoch + batch_idx) * cfg.batch_size * info.world,
+                        "examples": (epoch * batches_per_epoch + batch_idx) * cfg.batch_size,
                         "train_loss": sum(pending) / len(pending) if pending else float("nan"),
                         "val_loss": val})
         pending.clear()
@@ -276,8 +323,8 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
 
     last_saved = step.steps
     while epoch < cfg.epochs:
-        sampler.set_epoch(epoch, batch_idx, cfg.batch_size)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+        sampler.set_epoch(epoch, batch_idx)
+        loader = DataLoader(train_set, batch_size=sampler.per_rank, sampler=sampler, drop_last=True,
                             num_workers=cfg.num_workers, collate_fn=collate,
                             generator=torch.Generator().manual_seed(seed + epoch))  # keeps the global RNG untouched
         module.train()
@@ -286,7 +333,7 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
                    initial=batch_idx, total=batches_per_epoch, leave=False)
         for batch in bar:
             batch = _to(batch, device)
-            loss = trainable.training_step(net, batch, step)
+            loss = info.mean(trainable.training_step(net, batch, step))  # the global batch's loss
             pending.append(loss)
             batch_idx += 1
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -315,19 +362,27 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
 
 
 @torch.no_grad()
-def evaluate(trainable: Trainable, net: nn.Module, data: Dataset, cfg: TrainConfig,
-             device: torch.device, collate: Callable | None = None) -> float:
-    """Mean validation loss over ``data`` (deterministic order, full batches and the tail)."""
+def evaluate(trainable: Trainable, data: Dataset, cfg: TrainConfig, device: torch.device,
+             collate: Callable | None = None, info: Dist = Dist()) -> float:
+    """Mean validation loss over ``data`` (deterministic order, full batches and the tail).
+
+    The batches are the single-process ones (a recipe's validation may depend on a sample's place
+    in its batch); under DDP rank r takes batches r, r + W, ... and the sums are reduced. The bare
+    module runs them, so ranks with one batch fewer need no collective.
+    """
     trainable.module.eval()
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate,
+    n, size = len(data), cfg.batch_size
+    mine = [range(i, min(i + size, n)) for i in range(info.rank * size, n, info.world * size)]
+    loader = DataLoader(data, batch_sampler=mine, collate_fn=collate,
                         generator=torch.Generator())  # keeps the global RNG untouched
     total, count = 0.0, 0
     for batch in loader:
         batch = _to(batch, device)
         n = _batch_len(batch)
-        total += trainable.validation_loss(net, batch) * n
+        total += trainable.validation_loss(trainable.module, batch) * n
         count += n
     trainable.module.train()
+    total, count = info.sum(total, count)
     return total / max(1, count)
 
 

@@ -99,17 +99,50 @@ def test_validation_every_few_batches_counts_epochs_steps_and_examples(tmp_path)
     assert [int(r["step"]) for r in rows] == [6, 12, 16, 22, 28, 32]  # 2 optimizer steps per batch
 
 
-def test_sampler_shards_and_skips():
-    s0, s1 = EpochSampler(10, seed=3, rank=0, world=2), EpochSampler(10, seed=3, rank=1, world=2)
-    assert not set(s0.indices()) & set(s1.indices()) and len(s0) == 5
-    full = list(s0)
-    s0.set_epoch(0, start_batch=1, batch_size=2)
-    assert list(s0) == full[2:]
-    s0.set_epoch(1)
-    assert list(s0) != full
+def test_sampler_skips_batches_and_reshuffles_each_epoch():
+    s = EpochSampler(10, seed=3, rank=0, world=1, batch=2)
+    full = list(s)
+    assert sorted(full) == list(range(10)) and len(s) == 10
+    s.set_epoch(0, start_batch=1)
+    assert list(s) == full[2:] and len(s) == 8
+    s.set_epoch(1)
+    assert list(s) != full
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_share_out_each_single_process_batch(world):
+    """Step i of W ranks sees exactly batch i of one process; each epoch covers the full batches once."""
+    one = EpochSampler(30, seed=5, rank=0, world=1, batch=8)
+    ranks = [EpochSampler(30, seed=5, rank=r, world=world, batch=8) for r in range(world)]
+    for epoch, start in ((0, 0), (2, 1)):
+        for s in (one, *ranks):
+            s.set_epoch(epoch, start)
+        single, per_rank = one.indices(), [s.indices() for s in ranks]
+        b = 8 // world
+        for i in range(len(single) // 8):
+            assert [j for r in per_rank for j in r[i * b:(i + 1) * b]] == single[i * 8:(i + 1) * 8]
+        seen = [j for r in per_rank for j in r]
+        assert len(seen) == len(set(seen)) == (3 - start) * 8 == len(ranks[0]) * world  # the tail (6) is dropped
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_one_line():
+    with pytest.raises(UserError, match=r"^batch_size 6 is the global batch and must split evenly over 4 processes; "
+                                        r"set it to a multiple of 4$"):
+        EpochSampler(30, seed=0, rank=0, world=4, batch=6)
 
 
 def test_warmup_then_cosine():
     f = lr_lambda(total_steps=100, warmup_steps=10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_resume_written_by_another_process_count_reseeds_the_random_streams(tmp_path, caplog):
+    """The data order does not depend on the process count, so such a resume goes on (with new random draws)."""
+    out = tmp_path / "m.pt"
+    fit(Noisy(), data(), data(16), CFG, out=out, kind="toy", model_config={}, stop_after=3)
+    state = checkpoint.load(resume_path(out), "toy")
+    checkpoint.save(resume_path(out), **{**state, "rng": state["rng"] * 2})  # as if 2 ranks had written it
+    fit(Noisy(), data(), data(16), CFG, out=out, kind="toy", model_config={})
+    assert "written by 2 process(es), now 1: per-rank random streams are reseeded" in caplog.text
+    assert checkpoint.load(out, "toy")["steps"] == 3 * 8

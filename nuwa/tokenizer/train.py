@@ -146,11 +146,11 @@ def run(model: VQGAN, data: Dataset, loss: VQLoss, opt: OptimConfig, *, out: str
 
     model.train()
     loss.train()
-    sampler = EpochSampler(len(data), seed, rank=0, world=1)
+    sampler = EpochSampler(len(data), seed, rank=0, world=1, batch=opt.batch_size)
     bar = tqdm(total=opt.steps, initial=step, desc=f"train {kind}")
     while step < opt.steps:
         epoch, start = divmod(step, n_batches)
-        sampler.set_epoch(epoch, start, opt.batch_size)
+        sampler.set_epoch(epoch, start)
         loader = DataLoader(data, batch_size=opt.batch_size, sampler=sampler, drop_last=True,
                             generator=torch.Generator().manual_seed(seed + epoch))  # keeps the global RNG untouched
         for batch in loader:

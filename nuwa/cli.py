@@ -20,6 +20,7 @@ COMMANDS: list[str] = [
     "nuwa.tokenizer.cli",
     "nuwa.train",
     "nuwa.generate",
+    "nuwa.samples",
     "metrics.cli",
     "nuwa.report.cli",
     "nuwa.config_cli",

@@ -6,12 +6,15 @@ Algorithm 2 lives in the families (``family.generate``). This module turns a req
 the generated grids to pixels (images: VQGAN, column strip by column strip; videos: the first
 frame given (animate) or VQGAN-decoded (t2v), later frames by PG-VQGAN from the previous frame)
 and writes the sample folder of docs/contracts.md into a temporary folder renamed at the end.
+``--shard I/N`` generates only the I-th of N runs of whole batches (the batches one process would
+make, so the same seeds give the same files); `nuwa samples merge` joins the N shard folders.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
+import re
 import shlex
 import sys
 import time
@@ -75,6 +78,7 @@ class Settings:
     video_format: str = "gif"
     fps: int = 8
     progress: bool = True
+    shard: tuple[int, int] | None = None  # (I, N): only the I-th of N runs of whole batches
 
 
 @dataclass
@@ -300,12 +304,35 @@ def sample_batch(jobs: list[Job], start: int, settings: Settings, loaded: Loaded
     return tokens, masks
 
 
+def batch_starts(n: int, batch_size: int, shard: tuple[int, int] | None) -> range:
+    """The first sample of each batch to generate: all batches, or shard I's contiguous run of them."""
+    starts = range(0, n, batch_size)
+    if shard is None:
+        return starts
+    index, count = shard
+    if count > len(starts):
+        raise UserError(f"--shard {index}/{count}: {n} samples in batches of {batch_size} make only {len(starts)} "
+                        f"batches; use at most {len(starts)} shards (or a smaller --batch-size)")
+    return starts[index * len(starts) // count:(index + 1) * len(starts) // count]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or int(match[1]) >= int(match[2]):
+        raise UserError(f"--shard {text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4")
+    return int(match[1]), int(match[2])
+
+
 def generate(settings: Settings, jobs: list[Job], cfg: dict, command: list[str] | None = None) -> Path:
     """Generate ``jobs`` and write the sample folder ``settings.out``; nothing is written on error."""
     check_jobs(settings.task, jobs)
     check_video_format(settings.video_format)
     if settings.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
+    starts = batch_starts(len(jobs), settings.batch_size, settings.shard)
+    n = len(jobs[starts[0]:starts[-1] + settings.batch_size])
     loaded = load(settings)
     # the checkpoint's own patch (a run may train with --set nuwa.model.patch=...), else the config's
     unit = loaded.tokenizer.factor * loaded.family.model_config(loaded.module).get("patch", patch_tokens(cfg))
@@ -316,9 +343,9 @@ def generate(settings: Settings, jobs: list[Job], cfg: dict, command: list[str] 
     with atomic_path(settings.out, is_dir=True) as tmp:
         writer = SampleWriter(tmp, task=settings.task, model=settings.model,
                               video_format=settings.video_format, fps=settings.fps)
-        with tqdm(total=len(jobs), desc=f"generate {settings.task} ({settings.model})", unit="sample",
+        with tqdm(total=n, desc=f"generate {settings.task} ({settings.model})", unit="sample",
                   disable=not settings.progress) as bar:
-            for start in range(0, len(jobs), settings.batch_size):
+            for start in starts:
                 batch = jobs[start:start + settings.batch_size]
                 batch_tokens, batch_masks = sample_batch(batch, start, settings, loaded, writer, unit, grid)
                 tokens.append(batch_tokens)
@@ -326,16 +353,19 @@ def generate(settings: Settings, jobs: list[Job], cfg: dict, command: list[str] 
                     masks.append(batch_masks)
                 bar.update(len(batch))
         total = time.time() - t_start
-        writer.finish(torch.cat(tokens), run_info(settings, grid, len(jobs), total, command),
+        writer.finish(torch.cat(tokens), run_info(settings, grid, n, total, command, len(jobs)),
                       torch.cat(masks) if masks else None)
-    log.info("wrote %d %s samples to %s (%.1f s)", len(jobs), settings.task, settings.out, total)
+    log.info("wrote %d %s samples to %s (%.1f s)", n, settings.task, settings.out, total)
     return settings.out
 
 
 def run_info(settings: Settings, grid: tuple[int, int, int], n: int, seconds: float,
-             command: list[str] | None) -> dict[str, Any]:
+             command: list[str] | None, samples: int) -> dict[str, Any]:
+    """run.json; a shard's also says which shard of how many, and the whole set's sample count."""
     frames, height, width = grid
-    return {"command": shlex.join(command or sys.argv), "task": settings.task, "model": settings.model,
+    shard = {} if settings.shard is None else {
+        "shard": {"index": settings.shard[0], "of": settings.shard[1], "samples": samples}}
+    return {**shard, "command": shlex.join(command or sys.argv), "task": settings.task, "model": settings.model,
             "checkpoint": str(settings.checkpoint), "tokenizer": str(settings.tokenizer),
             "pg_tokenizer": str(settings.pg_tokenizer) if settings.pg_tokenizer else None,
             "sampling": dataclasses.asdict(settings.sampling), "seed": settings.seed, "n": n,
@@ -388,6 +418,8 @@ def add_task_args(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, 1 = off (default: config)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale, 1 = off (default: config)")
     p.add_argument("--steps", type=int, default=None, help="unmasking steps of iterative decoders (default: config)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="generate only shard I of N (whole batches; join the shards with `nuwa samples merge`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if task != "uncond":
         text = p.add_mutually_exclusive_group()
@@ -438,7 +470,8 @@ def settings_from_args(args: argparse.Namespace, cfg: dict) -> Settings:
         width=args.width, height=args.height, frames=getattr(args, "frames", None),
         direction=getattr(args, "direction", "right"), input_height=getattr(args, "input_height", None),
         seed=cfg.get("seed", 0) if args.seed is None else args.seed, sampling=sampling,
-        video_format=getattr(args, "video_format", "gif"), fps=getattr(args, "fps", 8), progress=not args.quiet)
+        video_format=getattr(args, "video_format", "gif"), fps=getattr(args, "fps", 8), progress=not args.quiet,
+        shard=parse_shard(args.shard))
 
 
 def main(args: argparse.Namespace) -> int:

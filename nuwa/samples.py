@@ -12,22 +12,33 @@ OUT/masks.pt                  outpainting only: Bool[N, h, w], True where tokens
 it into place only when every sample is written, so a failed run leaves nothing behind.
 :func:`read_index` is how every consumer reads a sample folder: run.json holds the sample count and
 the SHA-256 of samples.jsonl, so an index changed after the fact is refused with one line.
+
+A sample set can be generated in pieces: ``nuwa generate ... --shard I/N`` writes shard I (its
+run.json says ``shard: {index, of, samples}``) and :func:`merge` (`nuwa samples merge`) joins the N
+shard folders into the folder one process writes: the same bytes in every file but the wall-clock
+fields (``seconds`` per sample and per run, the run's command line, hence ``index_sha256``).
+Consumers refuse a lone shard.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from nuwa.errors import UserError
-from nuwa.io import read_json, read_text
+from nuwa.io import atomic_path, read_json, read_text
 
 VideoFormat = Literal["gif", "mp4"]
 INDEX, RUN = "samples.jsonl", "run.json"
 RECORD_KEYS = ("file", "caption", "seed", "task", "model", "width", "height", "frames", "seconds")
+WALL_CLOCK = ("command", "seconds", "seconds_per_sample")  # run.json keys that differ between shards of one set
 
 
 def check_video_format(fmt: str) -> None:
@@ -80,25 +91,31 @@ class SampleWriter:
                              "frames": frames, "seconds": round(seconds, 4), **extra})
 
     def finish(self, tokens: torch.Tensor, run: dict[str, Any], masks: torch.Tensor | None = None) -> None:
-        """tokens.pt, masks.pt (outpainting), samples.jsonl and run.json."""
-        torch.save({"tokens": tokens.long().cpu()}, self.root / "tokens.pt")
-        if masks is not None:
-            torch.save(masks.bool().cpu(), self.root / "masks.pt")
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
-        (self.root / INDEX).write_text(lines)
-        run = {**run, "n": len(self.records), "index_sha256": text_hash(lines)}
-        (self.root / RUN).write_text(json.dumps(run, indent=2, sort_keys=True, default=str) + "\n")
+        write_index(self.root, self.records, tokens, run, masks)
+
+
+def write_index(root: Path, records: list[dict[str, Any]], tokens: torch.Tensor, run: dict[str, Any],
+                masks: torch.Tensor | None = None) -> None:
+    """tokens.pt, masks.pt (outpainting), samples.jsonl and run.json of a sample folder."""
+    torch.save({"tokens": tokens.long().cpu()}, root / "tokens.pt")
+    if masks is not None:
+        torch.save(masks.bool().cpu(), root / "masks.pt")
+    lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    (root / INDEX).write_text(lines)
+    run = {**run, "n": len(records), "index_sha256": text_hash(lines)}
+    (root / RUN).write_text(json.dumps(run, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_index(folder: str | Path) -> list[dict[str, Any]]:
+def read_index(folder: str | Path, shard: bool = False) -> list[dict[str, Any]]:
     """The records of a sample folder, checked against its run.json (index hash, sample count) and its files.
 
     An index that was changed, truncated or copied from another run after ``nuwa generate`` wrote
-    it is one line, never a silently shorter or foreign list of samples.
+    it is one line, never a silently shorter or foreign list of samples; so is a lone shard of a
+    sharded set (unless ``shard``).
     """
     root = Path(folder)
     fix = f"rerun `nuwa generate ... --out {root}`"
@@ -113,4 +130,72 @@ def read_index(folder: str | Path) -> list[dict[str, Any]]:
     missing = next((r["file"] for r in rows if not (root / r["file"]).exists()), None)
     if missing is not None:
         raise UserError(f"sample {root / missing} listed in {root / INDEX} is missing; {fix}")
+    if "shard" in run and not shard:
+        part = run["shard"]
+        raise UserError(f"{root} is shard {part['index']}/{part['of']} of a sample set; join the shards with "
+                        f"`nuwa samples merge --out DIR SHARD...` and pass DIR")
     return rows
+
+
+def read_shard(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """run.json and records of one shard folder (`nuwa generate --shard I/N`)."""
+    rows = read_index(folder, shard=True)
+    run = read_json(folder / RUN, "sample run record")
+    if "shard" not in run:
+        raise UserError(f"{folder} is a whole sample set, not a shard (no 'shard' in {folder / RUN}); "
+                        "pass the folders written with --shard I/N")
+    return run, rows
+
+
+def same_set(runs: list[dict[str, Any]], folders: list[Path]) -> None:
+    """The shards are 0..N-1 of one N and agree on every setting (one line naming the first difference)."""
+    of = runs[0]["shard"]["of"]
+    if sorted(r["shard"]["index"] for r in runs) != list(range(of)) or any(r["shard"]["of"] != of for r in runs):
+        got = ", ".join(f"{r['shard']['index']}/{r['shard']['of']}" for r in runs)
+        raise UserError(f"shards {got} are not shards 0..{of - 1} of {of}, each once; pass every shard folder")
+    settings = [{k: v for k, v in r.items() if k not in (*WALL_CLOCK, "n", "index_sha256")}
+                | {"shard": {**r["shard"], "index": None}} for r in runs]
+    for run, folder in zip(settings[1:], folders[1:]):
+        key = next((k for k in sorted(set(run) | set(settings[0])) if run.get(k) != settings[0].get(k)), None)
+        if key is not None:
+            raise UserError(f"shard {folder} was generated with other settings than {folders[0]} ({key}: "
+                            f"{run.get(key)!r} vs {settings[0].get(key)!r}); regenerate it with the same command")
+
+
+def merge(folders: list[Path], out: Path, command: list[str] | None = None) -> Path:
+    """Join shard folders into ``out``, the folder one `nuwa generate` process writes for the same settings."""
+    parts = sorted(((*read_shard(Path(f)), Path(f)) for f in folders), key=lambda part: part[0]["shard"]["index"])
+    runs, rows, paths = [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+    same_set(runs, paths)
+    records = [r for part in rows for r in part]
+    total = runs[0]["shard"]["samples"]
+    if len(records) != total:
+        raise UserError(f"the shards hold {len(records)} samples, the set has {total}; regenerate the missing shard")
+    seconds = sum(r["seconds"] for r in runs)
+    run = {k: v for k, v in runs[0].items() if k != "shard"} | {
+        "command": shlex.join(command or sys.argv), "seconds": round(seconds, 3),
+        "seconds_per_sample": round(seconds / total, 4)}
+    tokens = torch.cat([torch.load(p / "tokens.pt")["tokens"] for p in paths])
+    masks = torch.cat([torch.load(p / "masks.pt") for p in paths]) if (paths[0] / "masks.pt").exists() else None
+    with atomic_path(out, is_dir=True) as tmp:
+        for part in paths:
+            for sub in ("images", "videos"):
+                if (part / sub).is_dir():
+                    shutil.copytree(part / sub, tmp / sub, dirs_exist_ok=True)
+        write_index(tmp, records, tokens, run, masks)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("samples", help="sample folders: join the shards of a sharded `nuwa generate`")
+    cmds = p.add_subparsers(dest="samples_command", required=True, metavar="COMMAND")
+    m = cmds.add_parser("merge", help="join `nuwa generate --shard I/N` folders into one sample folder",
+                        description="join the N shard folders of one sample set into the folder one process writes")
+    m.add_argument("--out", required=True, type=Path, help="sample folder to write (replaced atomically)")
+    m.add_argument("shards", nargs="+", type=Path, help="the shard folders, any order")
+    m.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    print(merge(args.shards, args.out, [sys.argv[0], *sys.argv[1:]]))
+    return 0

@@ -101,7 +101,7 @@ def use_fakes(monkeypatch) -> dict[str, UnigramFamily]:
     fakes = {name: UnigramFamily(f.kind, f.refuse_left_up) for name, f in FAMILIES.items()}
     real_get = families.get
     monkeypatch.setattr(families, "get", lambda name: fakes[name] if name in fakes else real_get(name))
-    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.train", "nuwa.generate"])
+    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.train", "nuwa.generate", "nuwa.samples"])
     return fakes
 
 

@@ -3,6 +3,7 @@ given tokens kept, inputs aligned, and every user mistake one line with nothing 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from PIL import Image
 from fakes import (CODES, FACTOR, SETS, SIZE, Unigram, error_lines, run_cli, save_tokenizers, use_fakes,
                    write_dataset, write_image)
 from nuwa import checkpoint
+from nuwa.errors import UserError
 from nuwa.inputs import outpaint_input, read_image
+from nuwa.samples import read_index
 from nuwa.tokenizer import load as load_tokenizer
 
 RECORD_KEYS = {"file", "caption", "seed", "task", "model", "width", "height", "frames", "seconds"}
@@ -242,3 +245,54 @@ def test_real_families_keep_the_given_tokens(assets, tmp_path, monkeypatch, caps
         refused = tmp_path / "refused"
         rc, _, err = run_cli([{"right": "left", str(out): str(refused)}.get(str(a), a) for a in args], capsys)
         assert rc == 2 and len(error_lines(err)) == 1 and "Taming" in error_lines(err)[0] and not refused.exists()
+
+
+WALL_CLOCK = {"seconds", "seconds_per_sample", "command", "index_sha256"}  # differ between any two runs
+
+
+def folder_contents(out):
+    """Every file's bytes, samples.jsonl without the per-sample wall time, run.json without wall-clock fields."""
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+             if p.is_file() and p.name not in ("samples.jsonl", "run.json")}
+    recs = [{k: v for k, v in r.items() if k != "seconds"} for r in records(out)]
+    run = {k: v for k, v in json.loads((out / "run.json").read_text()).items() if k not in WALL_CLOCK}
+    return files, recs, run
+
+
+@pytest.mark.parametrize("task,extra", [("uncond", ()), ("outpaint", ("--direction", "right", "--width", "32")),
+                                        ("t2v", ("--caption", "a pig", "--frames", "2"))])
+def test_shards_merged_equal_one_process(assets, tmp_path, monkeypatch, capsys, task, extra):
+    use_fakes(monkeypatch)
+    if task == "outpaint":
+        extra = (*extra, "--input", write_image(tmp_path / "in.png", 16, 16))
+    common = ("--n", "5", "--batch-size", "2", "--seed", "4", *extra)
+    whole = tmp_path / "whole"
+    assert run_cli(gen(assets, task, whole, *common), capsys)[0] == 0
+    shards = [tmp_path / f"shard{i}" for i in (1, 0)]  # batches {1, 2} and {0}: 3 and 2 samples
+    for i, out in zip((1, 0), shards):
+        assert run_cli(gen(assets, task, out, *common, "--shard", f"{i}/2"), capsys)[0] == 0
+    assert len(records(shards[0])) == 3 and records(shards[0])[0]["seed"] == 6
+    merged = tmp_path / "merged"
+    rc, stdout, _ = run_cli(["samples", "merge", "--out", merged, *shards], capsys)
+    assert rc == 0 and stdout.strip() == str(merged)
+    assert folder_contents(merged) == folder_contents(whole)
+    assert len(read_index(merged)) == 5
+
+
+def test_a_lone_or_incomplete_shard_is_one_line(assets, tmp_path, monkeypatch, capsys):
+    use_fakes(monkeypatch)
+    common = ("--n", "4", "--batch-size", "2")
+    shard = tmp_path / "shard0"
+    assert run_cli(gen(assets, "uncond", shard, *common, "--shard", "0/2"), capsys)[0] == 0
+    with pytest.raises(UserError, match=r"is shard 0/2 of a sample set; join the shards with `nuwa samples merge"):
+        read_index(shard)
+    other = tmp_path / "other"
+    assert run_cli(gen(assets, "uncond", other, *common, "--seed", "9", "--shard", "1/2"), capsys)[0] == 0
+    for argv, message in (
+            (["samples", "merge", "--out", tmp_path / "m", shard], r"shards 0/2 are not shards 0..1 of 2"),
+            (["samples", "merge", "--out", tmp_path / "m", shard, other], r"other settings than .*shard0 \(seed: 9 vs 0\)"),
+            (gen(assets, "uncond", tmp_path / "x", *common, "--shard", "2/3"), r"make only 2 batches; use at most 2"),
+            (gen(assets, "uncond", tmp_path / "x", *common, "--shard", "2/2"), r"--shard '2/2': write I/N")):
+        rc, _, err = run_cli(argv, capsys)
+        assert rc == 2 and len(error_lines(err)) == 1 and re.search(message, err), err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "x").exists()

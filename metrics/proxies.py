@@ -15,6 +15,7 @@ import atexit
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -128,7 +129,13 @@ def register_clip_config(pc: ProxyClipConfig) -> str:
 def build_clip(pc: ProxyClipConfig) -> nn.Module:
     import open_clip
 
-    return open_clip.create_model(register_clip_config(pc))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights loaded": the proxy's come from its checkpoint
+    try:
+        return open_clip.create_model(register_clip_config(pc))
+    finally:
+        root.setLevel(level)
 
 
 def clip_proxy_config(cfg: ProxyClipConfig) -> dict:

@@ -14,6 +14,7 @@ import sys
 
 from nuwa.errors import UserError
 
+OWN_LOGGERS = ("nuwa", "metrics", "baselines", "bench")  # log at INFO (DEBUG with --verbose)
 # module path -> exposes register(subparsers); each adds one top-level command (group)
 COMMANDS: list[str] = [
     "nuwa.data.cli",
@@ -58,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job; the others only warn
         level = logging.WARNING
-    logging.basicConfig(level=level,
+    # the suite's own loggers at `level`; third-party ones (open_clip logs model creation at INFO on the
+    # root logger) only warn unless --verbose, so a refused input stays one line on stderr
+    logging.basicConfig(level=level if args.verbose else max(level, logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -271,8 +271,6 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
     total = cfg.epochs * batches_per_epoch * trainable.steps_per_batch()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, max(1, int(cfg.warmup_ratio * total))))
     step = Stepper(params, optimizer, scheduler, cfg.grad_clip, _autocast_factory(device, cfg.precision))
-    log.info("%s: %d process(es) x %d examples = global batch %d, %d steps per epoch", desc, info.world,
-             sampler.per_rank, cfg.batch_size, batches_per_epoch * trainable.steps_per_batch())
 
     epoch, batch_idx, history, pending = 0, 0, [], []  # pending: training losses since the last history row
     rpath = resume_path(out)
@@ -294,6 +292,8 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
                         rpath, len(state["rng"]), info.world)
             ckpt_io.seed_everything(seed + info.rank + 1_000_003 * step.steps)
         log.info("resuming %s from %s (epoch %d, batch %d, step %d)", desc, rpath, epoch, batch_idx, step.steps)
+    log.info("%s: %d process(es) x %d examples = global batch %d, %d steps per epoch", desc, info.world,
+             sampler.per_rank, cfg.batch_size, batches_per_epoch * trainable.steps_per_batch())
 
     def save_resume() -> None:
         rngs = [ckpt_io.rng_state()]

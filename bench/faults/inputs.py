@@ -118,7 +118,7 @@ def cases(lab: Lab, d: Path) -> list[Case]:
     for key, problem in (("nuwa.model.depth=3", "unknown config key"), ("nuwa.model.layers=two", "wrong type"),
                          ("nuwa.train.lr=-1", "out-of-range value"), ("nuwa.model.extent=[1, -1, 0]", "out-of-range value"),
                          ("nuwa.model.patch=3", "cross-field conflict (patch does not tile the token grid)"),
-                         ("nuwa.model.dim=30", "cross-field conflict (dim not divisible by heads)")):
+                         ("nuwa.model.dim=31", "cross-field conflict (dim not divisible by heads)")):
         name = key.split("=")[0].split(".")[-1]
         matrix += [Case("nuwa config check", problem, lambda _, k=key: ["config", "check", "--set", k], name, out=""),
                    Case("nuwa train --set", problem, lambda _, k=key: [*train, "--train", str(lab.shard["train"]), "--set", k],

@@ -47,7 +47,7 @@ from PIL import Image, ImageOps
 from nuwa.data.config import LHQCConfig, RQFConfig, VideoConfig
 from nuwa.data.folders import Plan, Sample
 from nuwa.errors import UserError
-from nuwa.io import require_file
+from nuwa.io import read_text, require_file
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,10 @@ def read_manifest(path: str, world: str) -> list[Entry]:
     """The entries of a .jsonl or .tsv captions file (one sample per line)."""
     if not path:
         raise UserError(f"data.{world}.captions is not set; point it at a captions file (.jsonl or .tsv)")
-    p = require_file(path, f"captions file (data.{world}.captions)", "fix the path or create the file")
+    what = f"captions file (data.{world}.captions)"
+    p = require_file(path, what, "fix the path or create the file")
     out = []
-    for n, line in enumerate(p.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(p, what).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -184,3 +184,13 @@ def test_cli_render_and_error_exit(tmp_path, capsys):
     assert main(["data", "render", "lhqc", "--out", str(tmp_path / "x"), "--set", "data.lhqc.source=folder"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and not (tmp_path / "x").exists()
+
+
+def test_a_captions_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    from nuwa.data.adapters import read_manifest
+
+    path = tmp_path / "caps.jsonl"
+    path.write_bytes(b'{"file": "a.png", "caption": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(UserError, match=rf"captions file \(data.lhqc.captions\) {path} is not UTF-8 text \(byte 33\); save it as UTF-8") as exc:
+        read_manifest(str(path), "lhqc")
+    assert "\n" not in str(exc.value)

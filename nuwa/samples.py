@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 
 from nuwa.errors import UserError
-from nuwa.io import atomic_path, read_json, read_text
+from nuwa.io import atomic_path, read_json, read_text, torch_load
 
 VideoFormat = Literal["gif", "mp4"]
 INDEX, RUN = "samples.jsonl", "run.json"
@@ -173,8 +173,9 @@ def merge(folders: list[Path], out: Path, command: list[str] | None = None) -> P
     run = {k: v for k, v in runs[0].items() if k != "shard"} | {
         "command": shlex.join(command or sys.argv), "seconds": round(seconds, 3),
         "seconds_per_sample": round(seconds / total, 4)}
-    tokens = torch.cat([torch.load(p / "tokens.pt")["tokens"] for p in paths])
-    masks = torch.cat([torch.load(p / "masks.pt") for p in paths]) if (paths[0] / "masks.pt").exists() else None
+    tokens = torch.cat([torch_load(p / "tokens.pt", "sample tokens")["tokens"] for p in paths])
+    masks = (torch.cat([torch_load(p / "masks.pt", "outpainting mask") for p in paths])
+             if (paths[0] / "masks.pt").exists() else None)
     with atomic_path(out, is_dir=True) as tmp:
         for part in paths:
             for sub in ("images", "videos"):
@@ -195,5 +196,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    print(merge(args.shards, args.out, [sys.argv[0], *sys.argv[1:]]))
+    print(merge(args.shards, args.out))
     return 0

@@ -295,4 +295,9 @@ def test_a_lone_or_incomplete_shard_is_one_line(assets, tmp_path, monkeypatch, c
             (gen(assets, "uncond", tmp_path / "x", *common, "--shard", "2/2"), r"--shard '2/2': write I/N")):
         rc, _, err = run_cli(argv, capsys)
         assert rc == 2 and len(error_lines(err)) == 1 and re.search(message, err), err
+    last = tmp_path / "shard1"
+    assert run_cli(gen(assets, "uncond", last, *common, "--shard", "1/2"), capsys)[0] == 0
+    (last / "tokens.pt").write_bytes((last / "tokens.pt").read_bytes()[:50])  # a damaged shard
+    rc, _, err = run_cli(["samples", "merge", "--out", tmp_path / "m", shard, last], capsys)
+    assert rc == 2 and len(error_lines(err)) == 1 and re.search(r"sample tokens .*shard1/tokens.pt is unreadable", err), err
     assert not (tmp_path / "m").exists() and not (tmp_path / "x").exists()

@@ -171,10 +171,9 @@ def read_manifest(path: str, world: str) -> list[Entry]:
     """The entries of a .jsonl or .tsv captions file (one sample per line)."""
     if not path:
         raise UserError(f"data.{world}.captions is not set; point it at a captions file (.jsonl or .tsv)")
-    what = f"captions file (data.{world}.captions)"
-    p = require_file(path, what, "fix the path or create the file")
+    p, content = Path(path), read_text(path, f"captions file (data.{world}.captions)", "fix the path or create the file")
     out = []
-    for n, line in enumerate(read_text(p, what).splitlines(), 1):
+    for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
         try:

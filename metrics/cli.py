@@ -20,7 +20,8 @@ from metrics.features import image_features, video_features
 from metrics.fid import MIN_SAMPLES, RELIABLE, fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, is_features, list_images, list_videos, read_features, read_metric, same_width
+from metrics.io import captioned, is_features, leave_out_conditioning, list_images, list_videos, read_features, read_metric, \
+    same_width
 from metrics.proxies import train_proxy
 from metrics.stats import compare
 from nuwa.cli import add_config_args, config_from_args
@@ -70,9 +71,11 @@ class Run:
         return npz == {True}
 
     def inputs(self, kind: Kind, features: Callable[[Backbone, str, str], np.ndarray], layouts: dict[str, Layout],
-               options: tuple[str, ...] = ()) -> tuple[list[np.ndarray], dict]:
+               options: tuple[str, ...] = (), items: Callable[[str], list[Path]] = list_images) -> tuple[list[np.ndarray], dict]:
         """Features of each input named in ``layouts`` (``--real``, ``--fake``) and where they came from:
-        read from .npz files, or extracted from folders by the backbone of ``kind``."""
+        read from .npz files, or extracted from folders by the backbone of ``kind`` (``items``: a folder's
+        samples in the order of its feature rows). Real items the generated samples were conditioned on
+        are left out (:func:`metrics.io.leave_out_conditioning`)."""
         paths = [getattr(self.args, name) for name in layouts]
         if self.precomputed(*paths, options=options):
             feats = [read_features(p, layout=layout, ndims=ndims, min_samples=least)
@@ -81,6 +84,11 @@ class Run:
         else:
             bb = self.backbone(kind)
             feats, source = [features(bb, p, name) for p, name in zip(paths, layouts)], bb.describe()
+            if len(feats) == 2:
+                feats[0], left_out = leave_out_conditioning(feats[0], items(paths[0]), paths[1], layouts["real"][2])
+                source = {**source, "real_left_out": left_out}
+                if left_out:
+                    log.info("left %d real items out of %s: %s was conditioned on them", left_out, paths[0], paths[1])
         if len(feats) == 2:
             same_width(feats[0], paths[0], feats[1], paths[1])
         return feats, source
@@ -137,11 +145,13 @@ def cmd_fvd(args: argparse.Namespace) -> int:
     run = Run(args)
     frames, limit = run.cfg.fvd_frames, run.cfg.fvd_samples or None
 
-    def clip_features(bb: Backbone, folder: str, desc: str) -> np.ndarray:
-        return video_features(bb, list_videos(folder)[:limit], frames=frames, batch_size=run.cfg.batch_size,
-                              cache_dir=run.cache, desc=desc)
+    def clips(folder: str) -> list[Path]:
+        return list_videos(folder)[:limit]
 
-    (real, fake), source = run.inputs("video", clip_features, {"real": PAIRED, "fake": PAIRED})
+    def clip_features(bb: Backbone, folder: str, desc: str) -> np.ndarray:
+        return video_features(bb, clips(folder), frames=frames, batch_size=run.cfg.batch_size, cache_dir=run.cache, desc=desc)
+
+    (real, fake), source = run.inputs("video", clip_features, {"real": PAIRED, "fake": PAIRED}, items=clips)
     return run.finish(fvd(real, fake, frames=frames, **run.jackknife()), source, real=args.real, fake=args.fake)
 
 

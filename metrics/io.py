@@ -144,6 +144,35 @@ def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> N
                         "add their rows or remove the images")
 
 
+def conditioning_items(fake: str | Path) -> set[Path]:
+    """The dataset items a generated folder was conditioned on (``conditioned_on`` in its samples.jsonl),
+    resolved; empty for a folder that `nuwa generate --data` did not write."""
+    from nuwa.samples import INDEX, read_index
+
+    root = Path(fake)
+    if not (root / INDEX).is_file():
+        return set()
+    return {Path(row["conditioned_on"]).resolve() for row in read_index(root) if row.get("conditioned_on")}
+
+
+def leave_out_conditioning(real: np.ndarray, items: list[Path], fake: str | Path, least: int) -> tuple[np.ndarray, int]:
+    """Real features (row i = ``items[i]``) without the items the generated set was conditioned on, and their count.
+
+    A sample made from a test item (its caption, its known half, its first frame) is correlated with
+    that item, and the distance estimators and their intervals assume independent real and generated
+    sets (docs/metrics.md): scoring against the disjoint rest keeps them valid.
+    """
+    used = conditioning_items(fake)
+    if not used:
+        return real, 0
+    keep = np.array([p.resolve() not in used for p in items], dtype=bool)
+    left_out = int((~keep).sum())
+    if keep.sum() < least:
+        raise UserError(f"only {int(keep.sum())} real items remain after leaving out the {left_out} that {fake} was "
+                        f"conditioned on (at least {least} needed); render more test items or generate fewer samples")
+    return real[keep], left_out
+
+
 def is_features(path: str | Path) -> bool:
     """Is ``path`` a precomputed-features file (``.npz``) rather than a folder of samples?"""
     return Path(path).suffix.lower() == ".npz"

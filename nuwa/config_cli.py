@@ -29,6 +29,7 @@ def check_all(cfg: dict) -> list[str]:
     from nuwa.settings import check_patch_grid
 
     plan = Plan(cfg)
+    plan.check_reference_sets()
     for run in plan.runs.values():
         plan.model_settings(run)
         try:

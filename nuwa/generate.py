@@ -57,6 +57,7 @@ class Job:
 
     caption: str | None                 # None: no text
     image: torch.Tensor | None = None   # outpaint: the known part; animate: the first frame, float[3, H, W]
+    conditioned_on: str = ""            # --data: the dataset item's file (the metrics leave it out of the real set)
 
 
 @dataclass
@@ -179,14 +180,15 @@ def dataset_jobs(data: Path, split: str, task: str, direction: str, n: int | Non
     n = len(records) if n is None else n
     if n > len(records):
         raise UserError(f"--n {n} but {data}/{split} holds only {len(records)} samples; lower --n")
+    sources = [(data / split / rec["file"]).as_posix() for rec in records[:n]]
     if task not in IMAGE_INPUT_TASKS:
-        return [Job(rec["caption"] or None) for rec in records[:n]]
+        return [Job(rec["caption"] or None, conditioned_on=src) for rec, src in zip(records, sources)]
     folder = ImageFolder(data, split) if task == "outpaint" else VideoFolder(data, split)
     jobs = []
-    for i in range(n):
+    for i, src in enumerate(sources):
         item = folder[i]
         image = known_part(item["image"], direction) if task == "outpaint" else item["video"][0]
-        jobs.append(Job(None if no_text else item["caption"] or None, image))
+        jobs.append(Job(None if no_text else item["caption"] or None, image, src))
     return jobs
 
 
@@ -299,7 +301,7 @@ def sample_batch(jobs: list[Job], start: int, settings: Settings, loaded: Loaded
     seconds = (time.time() - t0) / len(jobs)
     for i, (job, path) in enumerate(zip(jobs, files)):
         writer.record(path, caption=job.caption or "", seed=seed + i, width=width, height=height,
-                      frames=frames, seconds=seconds)
+                      frames=frames, seconds=seconds, **({"conditioned_on": job.conditioned_on} if job.conditioned_on else {}))
     masks = (~cond.mask[0]).expand(len(jobs), -1, -1) if settings.task == "outpaint" else None
     return tokens, masks
 

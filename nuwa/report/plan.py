@@ -229,6 +229,24 @@ class Plan:
         except UserError as exc:
             raise UserError(f"experiments run {run.name!r} (--set {' '.join(run.overrides)}): {exc}") from exc
 
+    def check_reference_sets(self) -> None:
+        """Each scored sample set drawn from a procedural test split leaves real test items to score it against:
+        the metrics leave out the items the samples were conditioned on (docs/metrics.md). Folder worlds,
+        whose test size the files decide, are checked by `nuwa eval` itself."""
+        from nuwa.data.config import world_config
+        from metrics.fid import MIN_SAMPLES
+
+        for name in sorted({c.sample_set for t in TABLES.values() for c in t.columns.values() if c.sample_set} |
+                           {c.sample_set for f in SWEEP_FIGURES.values() for c in f.curves.values()}):
+            sset = self.sets[name]
+            world = self.exp["tasks"][GENERATE_TASK[sset.task]]["world"]
+            wcfg = world_config(self.cfg, world)
+            n = int(self.exp["n"][sset.n_key])
+            if wcfg.source == "procedural" and wcfg.n_test - n < MIN_SAMPLES:
+                raise UserError(f"experiments.n.{sset.n_key} = {n} leaves {wcfg.n_test - n} of the {wcfg.n_test} test "
+                                f"items of {world} to score sample set {name} against (the {n} conditioned on are left "
+                                f"out); raise data.{world}.n_test or lower experiments.n.{sset.n_key}")
+
     def sweep_values(self, sweep: str) -> list[Any]:
         return list(self.exp["sweeps"][sweep]["values"])
 

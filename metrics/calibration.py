@@ -47,6 +47,11 @@ class Case:
     spectrum: str = "proxy"
     dim: int = 64
     rho: float = 0.5  # correlation of an image's blocks (shared latent)
+    # conditional tasks: generated sample i is made from real item i (its first frame, its known half) and its
+    # latent has correlation ``pairing`` with that item's; the scorer compares against all real items ("all")
+    # or only those no sample was made from ("disjoint", what `nuwa eval` does: docs/metrics.md)
+    pairing: float = 0.0
+    reference: str = "all"
 
 
 X4 = (41.7, 38.8, 46.8, 49.3)  # per-position Block-FID(x4) of the embedded run (docs/results.md)
@@ -63,6 +68,10 @@ CASES = {c.name: c for c in [
     Case("recommended-x4", 1024, 256, X4),
     Case("recommended-outpaint", 1024, 256),
     Case("recommended-fvd", 256, 128),
+    # Table 3's setting: 128 animations, each from the first frame of one of 384 real clips, scored against the
+    # real clips including (before) or excluding (now) the 128 they started from
+    Case("paired-fvd-same-items", 384, 128, (1.0,), pairing=0.98),
+    Case("paired-fvd-disjoint", 384, 128, (1.0,), pairing=0.98, reference="disjoint"),
 ]}
 
 
@@ -107,12 +116,21 @@ class World:
     def real(self, rng: np.random.Generator) -> np.ndarray:
         return rng.normal(size=(self.case.n_real, self.case.dim)) @ self.root.T
 
-    def fake(self, rng: np.random.Generator) -> np.ndarray:
-        """[N, P, D]: block p of image i from position p's population, blocks of one image correlated."""
+    def fake(self, rng: np.random.Generator, real: np.ndarray | None = None) -> np.ndarray:
+        """[N, P, D]: block p of image i from position p's population, blocks of one image correlated; with
+        ``case.pairing``, image i made from ``real[i]`` (its latent correlated with that item's; the
+        populations, so the true distance, stay the same)."""
         n, d, rho = self.case.n_fake, self.case.dim, self.case.rho
         shared = rng.normal(size=(n, 1, d))
         z = np.sqrt(rho) * shared + np.sqrt(1 - rho) * rng.normal(size=(n, len(self.params), d))
+        if self.case.pairing:
+            given = np.linalg.solve(self.root, real[:n].T).T  # the conditioning items' latents (root is symmetric)
+            z = self.case.pairing * given[:, None, :] + np.sqrt(1 - self.case.pairing ** 2) * z
         return np.stack([mu + z[:, p] @ r.T for p, (mu, r) in enumerate(self.params)], axis=1)
+
+    def reference(self, real: np.ndarray) -> np.ndarray:
+        """The real features a generated set is scored against: all, or those no sample was made from."""
+        return real[self.case.n_fake:] if self.case.reference == "disjoint" else real
 
 
 def estimate(real: np.ndarray, fake: np.ndarray, *, ci: float, groups: int = 64) -> dict:
@@ -141,7 +159,9 @@ def coverage(case: Case, trials: int, *, ci: float = 0.95, seed: int = 0, old: i
     world, rng, resampling = World(case, seed=seed), np.random.default_rng(seed + 1), np.random.default_rng(seed + 4)
     truth, hits, old_hits, widths = world.distance, 0, 0, []
     for _ in tqdm(range(trials), desc=f"coverage {case.name}", leave=False):
-        real, fake = world.real(rng), world.fake(rng)
+        real = world.real(rng)
+        fake = world.fake(rng, real)
+        real = world.reference(real)
         r = estimate(real, fake, ci=ci)
         hits += r["ci_low"] <= truth <= r["ci_high"]
         widths.append(r["ci_high"] - r["ci_low"])
@@ -160,7 +180,9 @@ def verdicts(case: Case, trials: int, *, factor: float, ci: float = 0.95, seed: 
     counts = {"held": 0, "not held": 0, "inconclusive": 0}
     for _ in tqdm(range(trials), desc=f"verdicts {case.name} x{factor}", leave=False):
         real = a.real(rng)
-        ra, rb = estimate(real, a.fake(rng), ci=ci), estimate(real, b.fake(rng), ci=ci)
+        fake_a, fake_b = a.fake(rng, real), b.fake(rng, real)
+        real = a.reference(real)
+        ra, rb = estimate(real, fake_a, ci=ci), estimate(real, fake_b, ci=ci)
         counts[compare(ra, rb, higher_is_better=False, ci=ci)["verdict"]] += 1
     return {k: v / trials for k, v in counts.items()}
 
@@ -172,7 +194,9 @@ def detectable(case: Case, trials: int, *, ci: float = 0.95, power: float = 0.8,
     ses = []
     for _ in tqdm(range(trials), desc=f"se {case.name}", leave=False):
         real = world.real(rng)
-        ses.append(difference(estimate(real, world.fake(rng), ci=ci), estimate(real, world.fake(rng), ci=ci))["se"])
+        fake_a, fake_b = world.fake(rng, real), world.fake(rng, real)
+        real = world.reference(real)
+        ses.append(difference(estimate(real, fake_a, ci=ci), estimate(real, fake_b, ci=ci))["se"])
     se = float(np.mean(ses))
     effect = (z_score(ci) + z_score(2 * power - 1)) * se
     return {"se": se, "detectable": effect, "share": effect / world.distance}

@@ -121,6 +121,8 @@ def test_outpaint_from_dataset_uses_the_known_half_and_captions(assets, tmp_path
     rc, _, err = run_cli(gen(assets, "outpaint", out, "--data", data, "--direction", "down", "--n", "2"), capsys)
     assert rc == 0, err
     assert [r["caption"] for r in records(out)] == ["scene 0", "scene 1"]
+    from metrics.io import conditioning_items, list_images
+    assert conditioning_items(out) == set(list_images(data / "test")[:2])  # left out of the real set when scored
     masks = torch.load(out / "masks.pt")
     assert masks.shape == (2, 4, 4) and not masks[:, :2].any() and masks[:, 2:].all()  # top half given
     assert fakes["nuwa"].requests[0].text is not None
@@ -168,6 +170,8 @@ def test_animate_from_dataset_starts_from_each_clips_first_frame(assets, tmp_pat
         given = Image.open(data / "test" / "clips" / f"{i:06d}" / "00.png")
         assert np.array_equal(np.asarray(Image.open(out / "videos" / f"{i:06d}" / "00.png")), np.asarray(given))
     assert torch.load(out / "tokens.pt")["tokens"].shape == (2, 2, 4, 4)
+    from metrics.io import conditioning_items, list_videos
+    assert conditioning_items(out) == {p.resolve() for p in list_videos(data / "test")[:2]}
 
 
 def test_taming_refusal_is_one_line_and_writes_nothing(assets, tmp_path, monkeypatch, capsys):

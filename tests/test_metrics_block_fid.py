@@ -15,6 +15,7 @@ from metrics.proxies import build_classifier, classifier_config
 from nuwa import checkpoint
 from nuwa.cli import main
 from nuwa.errors import UserError
+from fakes import error_lines
 
 SIZE = 16
 
@@ -98,3 +99,41 @@ def test_masks_with_different_regions_are_rejected(tmp_path):
     torch.save(masks, tmp_path / "masks.pt")
     with pytest.raises(UserError, match="different regions"):
         mask_box(tmp_path / "masks.pt")
+
+
+def conditioned_samples(folder: Path, images: list[np.ndarray], sources: list[Path]) -> Path:
+    """A sample folder as `nuwa generate --data` writes it: sample i was conditioned on ``sources[i]``."""
+    from nuwa.samples import write_index
+
+    save(folder / "images", images)
+    records = [{"file": f"images/{i:03d}.png", "caption": "", "seed": i, "task": "outpaint", "model": "nuwa",
+                "width": SIZE, "height": SIZE, "frames": 1, "seconds": 0.0, "conditioned_on": str(src)}
+               for i, src in enumerate(sources)]
+    write_index(folder, records, torch.zeros(len(images), 1, 2, 2), {"task": "outpaint"})
+    return folder
+
+
+def test_real_items_the_samples_were_conditioned_on_are_left_out(proxy, tmp_path):
+    """Scored against the real folder, a conditional set equals the same set scored against only the real
+    items it was not made from (generated and real sets independent: docs/metrics.md)."""
+    real_images = arrays(30, 1)
+    real = save(tmp_path / "real", real_images)
+    sources = sorted(real.glob("*.png"))[:10]
+    fake = conditioned_samples(tmp_path / "fake", arrays(10, 2), sources)
+    rest = save(tmp_path / "rest", real_images[10:])
+    left_out = score("fid", real, fake, proxy, tmp_path / "a.json")
+    disjoint = score("fid", rest, fake, proxy, tmp_path / "b.json")
+    assert left_out["real_left_out"] == 10 and disjoint["real_left_out"] == 0
+    assert left_out["n_real"] == disjoint["n_real"] == 20
+    assert left_out["value"] == pytest.approx(disjoint["value"], rel=1e-12)
+    assert left_out["ci_high"] == pytest.approx(disjoint["ci_high"], rel=1e-12)
+
+
+def test_too_few_real_items_left_is_one_line(proxy, tmp_path, capsys):
+    real = save(tmp_path / "real", arrays(4, 1))
+    fake = conditioned_samples(tmp_path / "fake", arrays(3, 2), sorted(real.glob("*.png"))[:3])
+    code = main(["eval", "fid", "--real", str(real), "--fake", str(fake), "--backbone", str(proxy),
+                 "--set", "metrics.cache=false", "--json", str(tmp_path / "out.json")])
+    err = error_lines(capsys.readouterr().err)
+    assert code != 0 and not (tmp_path / "out.json").exists()
+    assert len(err) == 1 and "only 1 real items remain after leaving out the 3" in err[0]

@@ -25,7 +25,7 @@ import hashlib
 from typing import Callable, Literal
 
 import numpy as np
-from scipy.stats import norm, t
+from scipy.special import ndtri, stdtrit
 from tqdm.auto import tqdm
 
 from nuwa.errors import UserError
@@ -37,7 +37,7 @@ STAT_KEYS = ("value", "se", "ci_low", "ci_high", "ci", "bias_allowance", "jackkn
 
 def z_score(ci: float, df: int | None = None) -> float:
     """The two-sided quantile of confidence level ``ci``: normal (1.96 for 0.95), or Student t with ``df``."""
-    return float(norm.ppf((1 + ci) / 2) if df is None else t.ppf((1 + ci) / 2, df))
+    return float(ndtri((1 + ci) / 2) if df is None else stdtrit(df, (1 + ci) / 2))  # scipy.stats' norm/t ppf, without its import
 
 
 def summary(value: float, se: float, ci: float, allowance: tuple[float, float] = (0.0, 0.0), df: int | None = None) -> dict:

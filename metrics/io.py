@@ -7,6 +7,7 @@ float64 arrays. Every unreadable, missing or malformed input is a one-line UserE
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from nuwa.errors import UserError
 from nuwa.io import read_text
 
+log = logging.getLogger(__name__)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTS = (".gif", ".mp4", ".avi", ".mov", ".webm")
 
@@ -152,7 +154,11 @@ def conditioning_items(fake: str | Path) -> set[Path]:
     root = Path(fake)
     if not (root / INDEX).is_file():
         return set()
-    return {Path(row["conditioned_on"]).resolve() for row in read_index(root) if row.get("conditioned_on")}
+    used = {Path(row["conditioned_on"]).resolve() for row in read_index(root) if row.get("conditioned_on")}
+    if used and not any(p.exists() for p in used):
+        log.warning("%s was conditioned on dataset items that do not exist from here (e.g. %s): they cannot be left "
+                    "out of the real set; run `nuwa eval` from the directory `nuwa generate` ran in", root, min(used))
+    return used
 
 
 def leave_out_conditioning(real: np.ndarray, items: list[Path], fake: str | Path, least: int) -> tuple[np.ndarray, int]:

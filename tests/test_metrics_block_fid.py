@@ -137,3 +137,12 @@ def test_too_few_real_items_left_is_one_line(proxy, tmp_path, capsys):
     err = error_lines(capsys.readouterr().err)
     assert code != 0 and not (tmp_path / "out.json").exists()
     assert len(err) == 1 and "only 1 real items remain after leaving out the 3" in err[0]
+
+
+def test_conditioning_items_that_do_not_exist_from_here_are_a_warning(proxy, tmp_path, caplog):
+    real = save(tmp_path / "real", arrays(8, 1))
+    fake = conditioned_samples(tmp_path / "fake", arrays(4, 2), [Path("elsewhere") / f"{i}.png" for i in range(4)])
+    with caplog.at_level("WARNING", logger="metrics.io"):
+        result = score("fid", real, fake, proxy, tmp_path / "out.json")
+    assert result["real_left_out"] == 0 and result["n_real"] == 8
+    assert "cannot be left out of the real set" in caplog.text

@@ -120,7 +120,7 @@ def generate_args(wc, input):
     run, sset = PLAN.runs[wc.run], PLAN.sets[wc.sset]
     width, height = world_size(run.world, sset.width, sset.height)
     args = [f"--model {run.model}", f"--checkpoint {input.checkpoint}", f"--tokenizer {input.tokenizer}",
-            f"--n {EXP['n'][sset.n_key]}", f"--batch-size {EXP.get('batch', 8)}", f"--width {width}", f"--height {height}", f"--seed {wc.seed}", "--quiet"]
+            f"--n {EXP['n'][sset.n_key]}", f"--batch-size {EXP['batch']}", f"--width {width}", f"--height {height}", f"--seed {wc.seed}", "--quiet"]
     if sset.task != "uncond":
         args += [f"--data {input.data}", "--split test"]
     if sset.direction:

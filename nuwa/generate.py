@@ -34,7 +34,6 @@ from nuwa.io import atomic_path, read_text, require_file
 from nuwa.samples import SampleWriter, check_video_format
 from nuwa.sampling import SamplingConfig
 from nuwa.train import patch_tokens
-from nuwa.settings import sampling_config as family_sampling
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,10 @@ def check_codebooks(loaded: Loaded, settings: Settings) -> None:
                         f"VQGAN (codes {tok.n_embed}, f={tok.factor}); pass the PG-VQGAN trained on this VQGAN")
 
 
-def sampling_config(cfg: dict, model: str, **overrides: Any) -> SamplingConfig:
+def sampling_with_flags(cfg: dict, model: str, **overrides: Any) -> SamplingConfig:
     """The family's configured sampling settings with the CLI's values (None: keep) on top."""
     try:
-        return dataclasses.replace(family_sampling(cfg, model), **{k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(families.get(model).sampling_config(cfg), **{k: v for k, v in overrides.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad sampling setting: {exc}") from exc
 
@@ -464,7 +463,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[Job]:
 
 def settings_from_args(args: argparse.Namespace, cfg: dict) -> Settings:
     families.get(args.model)  # an unknown model is a one-line error before any work
-    sampling = sampling_config(cfg, args.model, temperature=args.temperature, top_k=args.top_k,
+    sampling = sampling_with_flags(cfg, args.model, temperature=args.temperature, top_k=args.top_k,
                                top_p=args.top_p, guidance=args.guidance, steps=args.steps)
     return Settings(
         task=args.task, model=args.model, checkpoint=args.checkpoint, tokenizer=args.tokenizer, out=args.out,

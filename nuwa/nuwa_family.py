@@ -24,8 +24,8 @@ from nuwa.errors import UserError
 from nuwa.family import GenerationRequest
 from nuwa.model import NuwaInfinity
 from nuwa.ncp import NCP, Positions
-from nuwa.sampling import training_mask
-from nuwa.settings import ModelConfig, NuwaSettings, settings
+from nuwa.sampling import SamplingConfig, training_mask
+from nuwa.settings import ModelConfig, NuwaSettings, TrainSettings, settings
 from nuwa.text import drop_text
 from nuwa.trainer import Stepper
 
@@ -167,6 +167,12 @@ class NuwaFamily:
 
     def trainable(self, module: nn.Module, cfg: dict) -> NuwaTrainable:
         return NuwaTrainable(self._check(module), settings(cfg))
+
+    def train_config(self, cfg: dict) -> TrainSettings:
+        return settings(cfg).train
+
+    def sampling_config(self, cfg: dict) -> SamplingConfig:
+        return settings(cfg).sample
 
     def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
         model = self._check(module)

@@ -1,7 +1,7 @@
 """The ``nuwa:`` config section: NUWA-Infinity's model, training recipe and sampling settings.
 
 Defaults are the embedded scale (64x64 images, VQGAN f=8 -> 8x8 tokens, 4x4-token patches,
-~1M-parameter decoder). ``PAPER`` holds Table 1's transformer values for the report.
+~1M-parameter decoder). The paper's sizes are in config/paper.yaml.
 """
 from __future__ import annotations
 
@@ -54,23 +54,9 @@ class NuwaSettings:
     sample: SamplingConfig = field(default_factory=SamplingConfig)
 
 
-# Table 1 (all tasks share the transformer; extents differ per task)
-PAPER = {"layers": 24, "dim": 1280, "heads": 20, "patch": 16, "codebook": 16384,
-         "extent": {"uig": (2, 2, 0), "t2i": (2, 2, 0), "ia": (1, 1, 3), "t2v": (2, 2, 3)}}
-
-
 def settings(cfg: dict) -> NuwaSettings:
     """Build the ``nuwa:`` section of the full config (one-line UserError on a bad value)."""
     return build(NuwaSettings, section(cfg, "nuwa"), "nuwa")
-
-
-def sampling_config(cfg: dict, model: str) -> SamplingConfig:
-    """Sampling defaults of a model family: ``nuwa.sample`` or ``baselines.<model>.sample`` (over ``nuwa.sample``)."""
-    if model == "nuwa":
-        return settings(cfg).sample
-    from baselines.config import sampling_config as baseline_sampling_config
-
-    return baseline_sampling_config(cfg, model)
 
 
 def token_grid(cfg: dict, world: str) -> tuple[int, int]:

@@ -18,21 +18,12 @@ from nuwa.checkpoint import seed_everything
 from nuwa.data.tokens import TokenDataset, collate_tokens
 from nuwa.errors import UserError
 from nuwa.settings import settings
-from nuwa.trainer import TrainConfig, fit
+from nuwa.trainer import fit
 
 log = logging.getLogger(__name__)
 
 # where a family's model config names its codebook size (NUWA-Infinity: codebook; baselines: n_embed)
 CODEBOOK_KEYS = ("codebook", "n_embed")
-
-
-def train_config(cfg: dict, model: str) -> TrainConfig:
-    """The training loop's settings: ``nuwa.train`` or ``baselines.<model>.train``."""
-    if model == "nuwa":
-        return settings(cfg).train
-    from baselines.config import train_config as baseline_train_config
-
-    return baseline_train_config(cfg, model)
 
 
 def patch_tokens(cfg: dict) -> int:
@@ -74,7 +65,7 @@ def train(model: str, train_shard: Path, val_shard: Path, out: Path, cfg: dict, 
     fam = families.get(model)
     train_set, val_set = TokenDataset(train_shard), TokenDataset(val_shard)
     data = shard_info(train_set, val_set)
-    tcfg = train_config(cfg, model)
+    tcfg = fam.train_config(cfg)
     seed_everything(seed)
     module = fam.build(cfg)
     model_config = fam.model_config(module)

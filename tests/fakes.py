@@ -7,6 +7,7 @@ learn something (one logit per code) and records every :class:`GenerationRequest
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from torch import nn
 from nuwa import checkpoint
 from nuwa.data.tokens import save_shard
 from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.sampling import sample_logits
+from nuwa.family import REGISTRY, GenerationRequest
+from nuwa.sampling import SamplingConfig, sample_logits
 from nuwa.settings import settings
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 from nuwa.tokenizer.pg_vqgan import PGVQGAN
 from nuwa.tokenizer.vqgan import VQGAN
+from nuwa.trainer import TrainConfig
 
 CODES = 16
 FACTOR = 4                      # tiny VQGAN: ch_mult (1, 1, 1)
@@ -79,6 +81,12 @@ class UnigramFamily:
 
     def trainable(self, module: Unigram, cfg: dict) -> UnigramTrainable:
         return UnigramTrainable(module)
+
+    def train_config(self, cfg: dict) -> TrainConfig:  # the config sections of the family it stands in for
+        return importlib.import_module(REGISTRY[self.kind]).FAMILY.train_config(cfg)
+
+    def sampling_config(self, cfg: dict) -> SamplingConfig:
+        return importlib.import_module(REGISTRY[self.kind]).FAMILY.sampling_config(cfg)
 
     def generate(self, module: Unigram, request: GenerationRequest) -> torch.Tensor:
         self.requests.append(request)

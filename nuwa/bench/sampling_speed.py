@@ -43,7 +43,6 @@ from nuwa.config import apply_overrides
 from nuwa.errors import UserError
 from nuwa.family import GenerationRequest, get, load_module
 from nuwa.text import tokenize
-from nuwa.settings import sampling_config
 
 log = logging.getLogger(__name__)
 CAPTION = "a large lake surrounded by green vegetation and mountains in the background"
@@ -101,7 +100,7 @@ def build_models(cfg: dict, names: list[str], checkpoints: dict[str, str | None]
         model_cfg = cfg if decoder is None else apply_overrides(cfg, [f"nuwa.model.local={decoder}"])
         torch.manual_seed(seed)
         module = load_module(family, path) if path else family.build(model_cfg)
-        models.append(Model(name, family, module.to(device).eval(), sampling_config(model_cfg, kind), path,
+        models.append(Model(name, family, module.to(device).eval(), family.sampling_config(model_cfg), path,
                             compiled or compile_all))
     return models
 

@@ -145,7 +145,7 @@ def single_frame(request: GenerationRequest, method: str) -> tuple[int, int]:
     return h, w
 
 
-def check_canvas(h: int, w: int, window: tuple[int, int], method: str) -> None:
+def check_window_fit(h: int, w: int, window: tuple[int, int], method: str) -> None:
     if h < window[0] or w < window[1]:
         raise UserError(f"{method} needs a canvas of at least its training window {window[0]}x{window[1]} tokens, "
                         f"got {h}x{w}; ask for a larger --width/--height")

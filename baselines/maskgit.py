@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_canvas, drop_captions,
+from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_window_fit, drop_captions,
                               single_frame, start_canvas)
 from baselines.config import TransformerConfig
 from nuwa.family import GenerationRequest
@@ -88,7 +88,7 @@ class MaskGITFamily(TransformerFamily):
 
     def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
         h, w = single_frame(request, "MaskGIT")
-        check_canvas(h, w, module.cfg.window, "MaskGIT")
+        check_window_fit(h, w, module.cfg.window, "MaskGIT")
         device = next(module.parameters()).device
         canvas, known = start_canvas(request, h, w, device)
         cond = Conditioning(module, request.text, request.batch, request.sampling.guidance)

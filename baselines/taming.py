@@ -23,7 +23,7 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_canvas, drop_captions,
+from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_window_fit, drop_captions,
                               single_frame, start_canvas)
 from baselines.config import TransformerConfig
 from nuwa import engine
@@ -130,7 +130,7 @@ class TamingFamily(TransformerFamily):
 
     def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
         h, w = single_frame(request, "Taming")
-        check_canvas(h, w, module.cfg.window, "Taming")
+        check_window_fit(h, w, module.cfg.window, "Taming")
         device = next(module.parameters()).device
         canvas, known = start_canvas(request, h, w, device)
         check_raster_known(known)

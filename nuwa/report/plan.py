@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from nuwa.config import apply_overrides
 from nuwa.errors import UserError
 
-DIRECTIONS = ("right", "left", "down", "up")
+TABLE4_DIRECTIONS = ("right", "left", "down", "up")  # Table 4's columns (`nuwa generate` also takes "around")
 # generation task of `nuwa generate` -> the Table 1 task whose model serves it
 GENERATE_TASK = {"uncond": "uncond", "t2i": "t2i", "outpaint": "t2i", "animate": "animate", "t2v": "t2v"}
 VIDEO_TASKS = ("animate", "t2v")
@@ -71,7 +71,7 @@ def sample_sets(exp: Mapping) -> dict[str, SampleSet]:
             SampleSet("t2v", "t2v", "figure", frames_key="animate"),
             SampleSet("scroll", "uncond", "scroll", width=int(exp["scroll"]["width"])),
             SampleSet("outpaint_around", "outpaint", "figure", width=2, height=2, direction="around")]
-    for d in DIRECTIONS:
+    for d in TABLE4_DIRECTIONS:
         sets.append(SampleSet(f"outpaint_{d}", "outpaint", "outpaint", direction=d))
         sets.append(SampleSet(f"outpaint_{d}_notext", "outpaint", "outpaint", direction=d, text=False))
     return {s.name: s for s in sets}
@@ -118,7 +118,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("table4", "Image Outpainting HD on LHQC (Block-FID of the extended half)", (
         Row("Taming", "taming", na=("Left Extend", "Up Extend")), Row("MaskGIT", "maskgit"),
         Row("NUWA-Infinity w/o text", "main", suffix="_notext"), Row("NUWA-Infinity", "main")),
-        {f"{d.capitalize()} Extend": Cell(f"outpaint_{d}", "block-fid") for d in DIRECTIONS}),
+        {f"{d.capitalize()} Extend": Cell(f"outpaint_{d}", "block-fid") for d in TABLE4_DIRECTIONS}),
     Table("table5", "Impact of feed position (ADC.emb)", (
         Row("Pre", "base"), Row("Post", "post")), _t2i_columns()),
     Table("table6", "Caches in NCP", (
@@ -160,7 +160,7 @@ SAMPLE_FIGURES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
     "figure_scroll": ("Unconditional Image Generation HD: one long scroll (Figs. 1, 11, 12)",
                       (("NUWA-Infinity", "scroll", "scroll"),)),
     "figure_outpaint": ("Image Outpainting HD in four directions and all around (Figs. 2, 15)",
-                        tuple((f"{d}", "main", f"outpaint_{d}") for d in (*DIRECTIONS, "around"))),
+                        tuple((f"{d}", "main", f"outpaint_{d}") for d in (*TABLE4_DIRECTIONS, "around"))),
     "figure_t2i": ("Text-to-Image HD at the training size, the three methods (Table 2's samples)",
                    (("Taming", "taming", "t2i"), ("MaskGIT", "maskgit", "t2i"), ("NUWA-Infinity", "main", "t2i"))),
     "figure_outpaint_methods": ("Image Outpainting HD, right and down, the three methods (Table 4's samples)",

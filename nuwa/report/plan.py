@@ -229,6 +229,23 @@ class Plan:
         except UserError as exc:
             raise UserError(f"experiments run {run.name!r} (--set {' '.join(run.overrides)}): {exc}") from exc
 
+    def train_priority(self, name: str) -> int:
+        """Snakemake priority of a run's training job: its optimizer steps per training example times its
+        epochs (NUWA-Infinity's patch loss steps once per patch), so the longest runs start first."""
+        run = self.runs[name]
+        cfg = run.effective(self.cfg)
+        if run.model != "nuwa":
+            return int(cfg["baselines"][run.model]["train"]["epochs"])
+        from nuwa.data.config import world_config
+        from nuwa.settings import settings, token_grid
+
+        s = settings(cfg)
+        if s.train.loss != "patch":
+            return s.train.epochs
+        h, w = token_grid(cfg, run.world)
+        frames = getattr(world_config(cfg, run.world), "frames", 1)
+        return s.train.epochs * frames * (h // s.model.patch) * (w // s.model.patch)
+
     def check_reference_sets(self) -> None:
         """Each scored sample set drawn from a procedural test split leaves real test items to score it against:
         the metrics leave out the items the samples were conditioned on (docs/metrics.md). Folder worlds,

@@ -17,6 +17,7 @@ rule train:
         bench("train/{run}")
     resources:
         gpu=0,
+    priority: lambda wc: PLAN.train_priority(wc.run)  # longest runs first, shorter jobs fill the other cores
     params:
         launcher=launcher,
         model=lambda wc: run_of(wc).model,

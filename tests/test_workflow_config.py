@@ -52,6 +52,23 @@ def test_runs_apply_task_base_and_own_overrides_in_order(cfg):
     assert plan.model_settings(plan.runs["main"])["model"]["layers"] > plan.model_settings(post)["model"]["layers"]
 
 
+
+def test_train_priority_is_epochs_times_steps_per_example(cfg):
+    """The patch loss steps once per patch (64 px LHQC images, 8x8 tokens, 2x2-token patches: 16 patches,
+    video: 5 frames of 2x2 four-token patches); accumulated loss and the baselines once per example."""
+    plan = Plan(cfg)
+    runs = cfg["experiments"]["runs"]
+
+    def epochs(run):
+        return next(int(o.split("=")[1]) for o in runs[run]["set"] if o.startswith("nuwa.train.epochs="))
+
+    assert plan.train_priority("loss_patch") == 16 * epochs("loss_patch")
+    assert plan.train_priority("loss_accumulated") == epochs("loss_accumulated")
+    assert plan.train_priority("main") == 16 * cfg["nuwa"]["train"]["epochs"]
+    assert plan.train_priority("animate") == 5 * 4 * cfg["nuwa"]["train"]["epochs"]
+    assert plan.train_priority("taming") == cfg["baselines"]["taming"]["train"]["epochs"]
+    assert max(plan.runs, key=plan.train_priority) == "loss_patch"
+
 def test_sweep_point_equal_to_a_run_reuses_it(cfg):
     plan = Plan(cfg)
     base = plan.model_settings(plan.runs["base"])["model"]

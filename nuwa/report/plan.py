@@ -26,7 +26,6 @@ from nuwa.errors import UserError
 TABLE4_DIRECTIONS = ("right", "left", "down", "up")  # Table 4's columns (`nuwa generate` also takes "around")
 # generation task of `nuwa generate` -> the Table 1 task whose model serves it
 GENERATE_TASK = {"uncond": "uncond", "t2i": "t2i", "outpaint": "t2i", "animate": "animate", "t2v": "t2v"}
-VIDEO_TASKS = ("animate", "t2v")
 # proxy backbone of each metric (metrics/backbones.py) and the reference backbone at paper scale
 METRIC_BACKBONE = {"fid": "image", "block-fid": "image", "is": "image", "clip-sim": "clip", "fvd": "video"}
 REFERENCE_BACKBONE = {"image": "inception", "clip": "clip", "video": "i3d"}

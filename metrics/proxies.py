@@ -35,10 +35,9 @@ from metrics.io import captioned, read_image, read_video
 from nuwa import checkpoint
 from nuwa.errors import UserError
 from nuwa.text import VOCAB_SIZE, tokenize
-from nuwa.trainer import fit
+from nuwa.trainer import IGNORE, fit
 
 ORDER = "order"  # the video net's temporal-order head: 0 = frames in order, 1 = shuffled
-IGNORE = -100
 
 
 class Classifier(nn.Module):

@@ -27,9 +27,7 @@ from nuwa.ncp import NCP, Positions
 from nuwa.sampling import SamplingConfig, training_mask
 from nuwa.settings import ModelConfig, NuwaSettings, TrainSettings, settings
 from nuwa.text import drop_text
-from nuwa.trainer import Stepper
-
-IGNORE = -100
+from nuwa.trainer import IGNORE, Stepper
 
 
 @dataclass

@@ -43,6 +43,7 @@ from nuwa.errors import UserError
 from nuwa.io import write_text
 
 log = logging.getLogger(__name__)
+IGNORE = -100  # a target the training losses skip (F.cross_entropy's ignore_index)
 
 
 @dataclass

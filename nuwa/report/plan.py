@@ -129,7 +129,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Row("Base", "base"), Row("Large", "main")),
         {"Parameters": Cell("", "params"), "Depth": Cell("", "depth"), "Dim": Cell("", "dim"),
          "Block-FID": Cell("t2i", "block-fid")}),
-    Table("table7c", "Vision decoder: loss (both trained to a plateau)", (
+    Table("table7c", "Vision decoder: loss (convergence: epochs to a validation loss both runs reach)", (
         Row("Patch", "loss_patch"), Row("Accumulated", "loss_accumulated")),
         {"Block-FID": Cell("t2i", "block-fid"), "Convergence epoch": Cell("", "epoch")}),
 )}

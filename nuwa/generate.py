@@ -139,7 +139,8 @@ def check_codebooks(loaded: Loaded, settings: Settings) -> None:
 def sampling_with_flags(cfg: dict, model: str, **overrides: Any) -> SamplingConfig:
     """The family's configured sampling settings with the CLI's values (None: keep) on top."""
     try:
-        return dataclasses.replace(families.get(model).sampling_config(cfg), **{k: v for k, v in overrides.items() if v is not None})
+        configured = families.get(model).sampling_config(cfg)
+        return dataclasses.replace(configured, **{k: v for k, v in overrides.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad sampling setting: {exc}") from exc
 
@@ -464,7 +465,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[Job]:
 def settings_from_args(args: argparse.Namespace, cfg: dict) -> Settings:
     families.get(args.model)  # an unknown model is a one-line error before any work
     sampling = sampling_with_flags(cfg, args.model, temperature=args.temperature, top_k=args.top_k,
-                               top_p=args.top_p, guidance=args.guidance, steps=args.steps)
+                                   top_p=args.top_p, guidance=args.guidance, steps=args.steps)
     return Settings(
         task=args.task, model=args.model, checkpoint=args.checkpoint, tokenizer=args.tokenizer, out=args.out,
         pg_tokenizer=getattr(args, "pg_tokenizer", None), batch_size=args.batch_size,

@@ -123,8 +123,7 @@ class NuwaTrainable:
             return 1
         if self.grid is None:
             raise RuntimeError("NuwaTrainable.grid must be set to the training token grid before fit (patch loss)")
-        frames, h, w = self.grid
-        return frames * (h // self.module.cfg.patch) * (w // self.module.cfg.patch)
+        return self.module.cfg.patches(self.grid)
 
     def _text(self, batch: dict, train: bool) -> torch.Tensor | None:
         if self.module.text is None:

@@ -41,6 +41,11 @@ class ModelConfig:
     def tokens_per_patch(self) -> int:
         return self.patch * self.patch
 
+    def patches(self, grid: tuple[int, int, int]) -> int:
+        """Patches of a (frames, h, w) token grid (the patch loss makes one optimizer step per patch)."""
+        frames, h, w = grid
+        return frames * (h // self.patch) * (w // self.patch)
+
 
 @dataclass
 class TrainSettings(TrainConfig):

@@ -82,11 +82,15 @@ class UnigramFamily:
     def trainable(self, module: Unigram, cfg: dict) -> UnigramTrainable:
         return UnigramTrainable(module)
 
-    def train_config(self, cfg: dict) -> TrainConfig:  # the config sections of the family it stands in for
-        return importlib.import_module(REGISTRY[self.kind]).FAMILY.train_config(cfg)
+    def train_config(self, cfg: dict) -> TrainConfig:
+        return self._real().train_config(cfg)
 
     def sampling_config(self, cfg: dict) -> SamplingConfig:
-        return importlib.import_module(REGISTRY[self.kind]).FAMILY.sampling_config(cfg)
+        return self._real().sampling_config(cfg)
+
+    def _real(self):
+        """The family this fake stands in for, whose config sections it reads (families.get is patched)."""
+        return importlib.import_module(REGISTRY[self.kind]).FAMILY
 
     def generate(self, module: Unigram, request: GenerationRequest) -> torch.Tensor:
         self.requests.append(request)

@@ -67,4 +67,3 @@ def test_graph_counts_imports_inside_functions_relative_and_registry_strings(tmp
 def test_core_importing_outside_core_is_a_violation():
     g = {"nuwa.errors": {"nuwa.model"}, "nuwa.model": {"nuwa.errors"}, "metrics.fid": {"nuwa.errors"}}
     assert ig.violations(g) == {("nuwa.errors", "nuwa.model")}
-

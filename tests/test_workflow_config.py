@@ -52,7 +52,6 @@ def test_runs_apply_task_base_and_own_overrides_in_order(cfg):
     assert plan.model_settings(plan.runs["main"])["model"]["layers"] > plan.model_settings(post)["model"]["layers"]
 
 
-
 def test_train_priority_is_epochs_times_steps_per_example(cfg):
     """The patch loss steps once per patch (64 px LHQC images, 8x8 tokens, 2x2-token patches: 16 patches,
     video: 5 frames of 2x2 four-token patches); accumulated loss and the baselines once per example."""

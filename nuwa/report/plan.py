@@ -241,9 +241,8 @@ class Plan:
         s = settings(cfg)
         if s.train.loss != "patch":
             return s.train.epochs
-        h, w = token_grid(cfg, run.world)
         frames = getattr(world_config(cfg, run.world), "frames", 1)
-        return s.train.epochs * frames * (h // s.model.patch) * (w // s.model.patch)
+        return s.train.epochs * s.model.patches((frames, *token_grid(cfg, run.world)))
 
     def check_reference_sets(self) -> None:
         """Each scored sample set drawn from a procedural test split leaves real test items to score it against:

@@ -1,14 +1,14 @@
 """What Taming and MaskGIT share: one text-conditioned token transformer and one family skeleton.
 
 :class:`TokenTransformer` is a pre-norm transformer over a window of VQGAN tokens with a learned
-absolute position table of the training window: nuwa.engine's blocks (self-attention, causal for
+absolute position table of the training window: nuwa.core.transformer's blocks (self-attention, causal for
 Taming and bidirectional for MaskGIT -- the only difference, the ``causal`` flag -- cross-attention
-to :class:`nuwa.text.TextEncoder` states, FFN), the same blocks as NUWA-Infinity's. ``forward``
+to :class:`nuwa.core.text.TextEncoder` states, FFN), the same blocks as NUWA-Infinity's. ``forward``
 computes a window at once; ``step`` is Taming's decode step over a static
-:class:`nuwa.engine.KVCache` (prefill a prefix, then one token at a time). A caption is encoded once
-into a :class:`nuwa.engine.TextKV`.
+:class:`nuwa.core.transformer.KVCache` (prefill a prefix, then one token at a time). A caption is encoded once
+into a :class:`nuwa.core.transformer.TextKV`.
 
-:class:`TransformerFamily` implements everything of the :class:`nuwa.family.Family` protocol that
+:class:`TransformerFamily` implements everything of the :class:`nuwa.core.family.Family` protocol that
 does not depend on the method: building from config, checkpoint config, the trainer recipe and
 classifier-free guidance. Subclasses supply ``loss`` and ``generate``.
 """
@@ -22,14 +22,14 @@ from einops import rearrange
 from torch import nn
 
 from baselines.config import TransformerConfig, resolve_model, sampling_config, train_config
-from nuwa import engine
-from nuwa.config import build
-from nuwa.engine import Block, Cached, Fresh, KVCache, TextKV
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.sampling import SamplingConfig, guide
-from nuwa.text import TextEncoder, drop_text, tokenize
-from nuwa.trainer import Stepper, TrainConfig
+from nuwa.core import transformer
+from nuwa.core.config import build
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import SamplingConfig, guide
+from nuwa.core.text import TextEncoder, drop_text, tokenize
+from nuwa.core.trainer import Stepper, TrainConfig
+from nuwa.core.transformer import Block, Cached, Fresh, KVCache, TextKV
 
 # checkpoints written before the blocks were shared with NUWA-Infinity named the norms differently
 LEGACY_NAMES = {".norm_self.": ".norm1.", ".norm_cross.": ".norm2.", ".norm_ffn.": ".norm3."}
@@ -60,7 +60,7 @@ class TokenTransformer(nn.Module):
         for module in [self.tok, self.blocks, self.head]:
             module.apply(self._init_weights)
         visible = torch.ones(cfg.length, cfg.length, dtype=torch.bool).tril()  # query slot i sees keys 0..i
-        self.register_buffer("causal", engine.additive(visible), persistent=False)
+        self.register_buffer("causal", transformer.additive(visible), persistent=False)
         self.register_load_state_dict_pre_hook(rename_legacy_keys)
 
     @staticmethod
@@ -71,7 +71,7 @@ class TokenTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _run(self, tokens: torch.Tensor, positions: torch.Tensor, keys: engine.Keys,
+    def _run(self, tokens: torch.Tensor, positions: torch.Tensor, keys: transformer.Keys,
              text: torch.Tensor | TextKV | None) -> torch.Tensor:
         x = self.tok(tokens) + self.pos[positions]
         context = self.encode_text(text) if isinstance(text, torch.Tensor) else text
@@ -105,7 +105,7 @@ class TokenTransformer(nn.Module):
         if self.text is None or text is None:
             return None
         states, valid = self.text(text[:, : self.cfg.text.context_length])
-        return engine.encode_text(self.blocks, states, valid)
+        return transformer.encode_text(self.blocks, states, valid)
 
 
 class Conditioning:
@@ -165,7 +165,7 @@ def start_canvas(request: GenerationRequest, h: int, w: int, device: torch.devic
 
 @dataclass
 class LossTrainable:
-    """One optimizer step per batch on the family's loss (nuwa.trainer.Trainable)."""
+    """One optimizer step per batch on the family's loss (nuwa.core.trainer.Trainable)."""
 
     module: TokenTransformer
     family: "TransformerFamily"

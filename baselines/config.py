@@ -7,13 +7,13 @@ NUWA-Infinity sizes the baselines too; a baseline key set explicitly wins.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
-from nuwa.config import build, section
-from nuwa.sampling import SamplingConfig
-from nuwa.settings import settings
-from nuwa.text import TextConfig
-from nuwa.trainer import TrainConfig
+from nuwa.core.config import build, section
+from nuwa.core.sampling import SamplingConfig
+from nuwa.core.text import TextConfig
+from nuwa.core.trainer import TrainConfig
+from nuwa.core.transformer import TransformerSize
 
 FAMILIES = ("taming", "maskgit")
 
@@ -71,12 +71,13 @@ def family_section(cfg: dict, name: str) -> FamilySection:
 
 
 def inherited(cfg: dict) -> dict:
-    """The sizes NUWA-Infinity is configured with (``nuwa.model`` over its defaults) and the tokenizer's codebook."""
-    nuwa = settings(cfg).model
-    raw = {"layers": nuwa.layers, "dim": nuwa.dim, "heads": nuwa.heads,
-           "n_embed": section(cfg, "tokenizer.vqgan.model").get("n_embed", nuwa.codebook)}
-    if nuwa.text is not None:  # the baselines are always text-conditional (empty caption when unconditional)
-        raw["text"] = asdict(nuwa.text)
+    """The sizes NUWA-Infinity is configured with (``nuwa.model`` over the shared defaults) and the tokenizer's codebook."""
+    names = {f.name for f in fields(TransformerSize)}
+    shared_sizes = build(TransformerSize, {k: v for k, v in section(cfg, "nuwa.model").items() if k in names}, "nuwa.model")
+    raw = {"layers": shared_sizes.layers, "dim": shared_sizes.dim, "heads": shared_sizes.heads,
+           "n_embed": section(cfg, "tokenizer.vqgan.model").get("n_embed", shared_sizes.codebook)}
+    if shared_sizes.text is not None:  # the baselines are always text-conditional (empty caption when unconditional)
+        raw["text"] = asdict(shared_sizes.text)
     return raw
 
 
@@ -94,7 +95,7 @@ def train_config(cfg: dict, name: str) -> TrainConfig:
 
 
 def sampling_config(cfg: dict, name: str) -> SamplingConfig:
-    raw = {**asdict(settings(cfg).sample), **family_section(cfg, name).sample}
+    raw = {**section(cfg, "nuwa.sample"), **family_section(cfg, name).sample}
     return build(SamplingConfig, raw, f"baselines.{name}.sample (over nuwa.sample)")
 
 

@@ -4,10 +4,10 @@ Training: a mask ratio r ~ U(0, 1) per image, ceil(cos(pi/2 r) * N) tokens (at l
 by [MASK], cross-entropy on the masked tokens; the caption through cross-attention with text dropout.
 
 Decoding (Chang et al., Alg. 1): for steps t = 0 .. T-1 predict every masked token, sample it,
-and re-mask the least confident ones as nuwa.sampling.mask_schedule prescribes (the reference
+and re-mask the least confident ones as nuwa.core.sampling.mask_schedule prescribes (the reference
 code's max(1, min(unknown - 1, floor(N cos(pi/2 (t+1)/T)))), none after the last step; at least one
 fewer each step). Confidence is log p(sampled token) plus Gumbel noise scaled by the annealed
-choice temperature ``choice_temperature * (1 - (t+1)/T)`` (nuwa.sampling.remask, shared with
+choice temperature ``choice_temperature * (1 - (t+1)/T)`` (nuwa.core.sampling.remask, shared with
 NUWA-Infinity's P-NAR). Given and already decoded tokens are never re-masked.
 
 Canvases larger than the training window (wider images, outpainting in any direction) are decoded
@@ -17,18 +17,24 @@ tokens conditioned on everything decoded inside it.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_window_fit, drop_captions,
-                              single_frame, start_canvas)
+from baselines.common import (
+    Conditioning,
+    TokenTransformer,
+    TransformerFamily,
+    check_window_fit,
+    drop_captions,
+    single_frame,
+    start_canvas,
+)
 from baselines.config import TransformerConfig
-from nuwa.family import GenerationRequest
-from nuwa.sampling import Sampler, choice_temperature, mask_schedule, training_mask
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import Sampler, choice_temperature, mask_schedule, training_mask
 
 
 @torch.no_grad()

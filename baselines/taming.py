@@ -3,7 +3,7 @@
 Training: next-token prediction over the training window, a start-of-sequence token first and the
 caption through cross-attention (text dropout for classifier-free guidance).
 
-Sampling on the training window uses a static KV cache (nuwa.engine: prefill the start token and
+Sampling on the training window uses a static KV cache (nuwa.core.transformer: prefill the start token and
 the given prefix, then decode one token at a time). Larger canvases use the original sliding window: for
 every token a window of the training size is placed around it, clamped to the canvas (for even
 sizes exactly taming's ``local_i``/``local_j`` rule), and the token is predicted from the window's
@@ -23,14 +23,21 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.common import (Conditioning, TokenTransformer, TransformerFamily, check_window_fit, drop_captions,
-                              single_frame, start_canvas)
+from baselines.common import (
+    Conditioning,
+    TokenTransformer,
+    TransformerFamily,
+    check_window_fit,
+    drop_captions,
+    single_frame,
+    start_canvas,
+)
 from baselines.config import TransformerConfig
-from nuwa import engine
-from nuwa.engine import decode_n_tokens, prefill
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.sampling import Sampler
+from nuwa.core import transformer
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import Sampler
+from nuwa.core.transformer import decode_n_tokens, prefill
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,13 @@ def check_raster_known(known: torch.Tensor) -> None:
                         "or top); left, up and all-around outpainting are N/A for it (paper Table 4) -- use --model maskgit or nuwa")
 
 
-def cached_step(module: TokenTransformer, cond: Conditioning, rows: int, compile_step: bool = False) -> engine.Step:
+def cached_step(module: TokenTransformer, cond: Conditioning, rows: int, compile_step: bool = False) -> transformer.Step:
     """Taming's decode step over a fresh static KV cache: (tokens [B, S], slots [S]) -> guided logits [B, S, V]."""
     cache, step = module.new_cache(rows), module.step
     if compile_step:  # the same buffers for every generation of this batch
         key = ("window", rows, module.head.weight.dtype, module.head.weight.device)
-        cache = engine.static_cache(module, key, lambda: module.new_cache(rows))
-        step = engine.compiled(module.step, cache.k.device)
+        cache = transformer.static_cache(module, key, lambda: module.new_cache(rows))
+        step = transformer.compiled(module.step, cache.k.device)
     def guided(tokens: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:  # eager: read only the slots it can see
         return cond.combine(step(cond.expand(tokens), slots, cache, cond.context, None if compile_step else int(slots[-1]) + 1))
     return guided

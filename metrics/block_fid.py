@@ -16,8 +16,8 @@ from einops import rearrange
 
 from metrics.fid import fid
 from metrics.stats import linear, shared
-from nuwa.errors import UserError
-from nuwa.io import torch_load
+from nuwa.core.errors import UserError
+from nuwa.core.io import torch_load
 
 Box = tuple[float, float, float, float]  # top, left, bottom, right as fractions of the image
 REGIONS: dict[str, Box] = {"all": (0, 0, 1, 1), "right-half": (0, 0.5, 1, 1), "left-half": (0, 0, 1, 0.5),

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from metrics.backbones import Backbone, Kind, REFERENCE, default_spec, extract, load_backbone
+from metrics.backbone import Backbone, Kind, extract
+from metrics.backbones import REFERENCE, default_spec, load_backbone
 from metrics.block_fid import REGIONS, block_fid, blocks, mask_box
 from metrics.clip_sim import clip_sim, cosine, shuffled, similarities
 from metrics.config import MetricsConfig, metrics_config
@@ -20,13 +21,21 @@ from metrics.features import image_features, video_features
 from metrics.fid import MIN_SAMPLES, RELIABLE, fid, fid_from_features
 from metrics.fvd import fvd
 from metrics.inception_score import inception_score_ci
-from metrics.io import captioned, is_features, leave_out_conditioning, list_images, list_videos, read_features, read_metric, \
-    same_width
+from metrics.io import (
+    captioned,
+    is_features,
+    leave_out_conditioning,
+    list_images,
+    list_videos,
+    read_features,
+    read_metric,
+    same_width,
+)
 from metrics.proxies import train_proxy
 from metrics.stats import compare
-from nuwa.cli import add_config_args, config_from_args
-from nuwa.errors import UserError
-from nuwa.io import write_json
+from nuwa.core.config import add_config_args, config_from_args
+from nuwa.core.errors import UserError
+from nuwa.core.io import write_json
 
 log = logging.getLogger(__name__)
 CHECK_MARGIN = 2.0  # check-proxies: FID of corrupted images must exceed this multiple of FID(test, train)
@@ -251,7 +260,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 
 def _proxy_kind(spec: str) -> Kind:
-    from nuwa import checkpoint
+    from nuwa.core import checkpoint
 
     kind = checkpoint.load(spec, ("proxy_image", "proxy_clip", "proxy_video"))["kind"]
     return kind.removeprefix("proxy_")  # type: ignore[return-value]

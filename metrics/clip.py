@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from metrics.backbones import Backbone, clean_resize, file_sha256
+from metrics.backbone import Backbone, clean_resize, file_sha256
 from metrics.config import ClipConfig
-from nuwa.errors import UserError
-from nuwa.text import tokenize
+from nuwa.core.errors import UserError
+from nuwa.core.text import tokenize
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 

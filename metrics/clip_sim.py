@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.backbones import Backbone, extract
+from metrics.backbone import Backbone, extract
 from metrics.clip import square_crops
 from metrics.io import read_image
 from metrics.stats import bootstrap

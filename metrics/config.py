@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nuwa.config import build
-from nuwa.trainer import TrainConfig
+from nuwa.core.config import build
+from nuwa.core.trainer import TrainConfig
 
 
 @dataclass

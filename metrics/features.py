@@ -17,9 +17,9 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from metrics.backbones import Backbone, Head, extract
+from metrics.backbone import Backbone, Head, extract
 from metrics.io import read_image, read_video
-from nuwa.io import atomic_path
+from nuwa.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 ENTRY_HASH = 16  # hex digits of the SHA-256 of an entry's bytes in its file name

@@ -21,7 +21,7 @@ import numpy as np
 
 from metrics.kid import kid
 from metrics.stats import fake_key, group_labels, jackknife, real_key
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 MIN_SAMPLES = 3  # a left-out sample still leaves a covariance with one degree of freedom
 RELIABLE = 2.0  # samples per effective dimension from which the bias correction is trusted (measured)

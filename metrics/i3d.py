@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from metrics.backbones import Backbone, file_sha256
+from metrics.backbone import Backbone, file_sha256
 from metrics.config import I3DConfig
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"
 KWARGS = dict(rescale=True, resize=True, return_features=True)  # StyleGAN-V's detector_kwargs for FVD

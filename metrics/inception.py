@@ -13,10 +13,10 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from metrics.backbones import Backbone, clean_resize, file_sha256
+from metrics.backbone import Backbone, clean_resize, file_sha256
 from metrics.config import InceptionConfig
-from nuwa.errors import UserError
-from nuwa.io import require_named_hash, torch_load
+from nuwa.core.errors import UserError
+from nuwa.core.io import require_named_hash, torch_load
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 INPUT = (299, 299)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from metrics.stats import bootstrap
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 
 def inception_score(logits: np.ndarray, splits: int) -> float:

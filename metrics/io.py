@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from nuwa.errors import UserError
-from nuwa.io import read_text
+from nuwa.core.errors import UserError
+from nuwa.core.io import read_text
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -36,7 +36,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_image(path: str | Path) -> torch.Tensor:
     """uint8 [3, H, W] (RGB)."""
-    from nuwa.inputs import rgb_array
+    from nuwa.core.io import rgb_array
 
     try:
         with Image.open(path) as img:
@@ -116,10 +116,10 @@ def resolve(root: Path, name: str, listed_in: Path, subdirs: tuple[str, ...] = (
 def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
     """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl.
 
-    A generated folder's samples.jsonl is checked against its run.json (``nuwa.samples.read_index``);
+    A generated folder's samples.jsonl is checked against its run.json (``nuwa.core.samples.read_index``);
     every image under an image folder must have exactly one caption row.
     """
-    from nuwa.samples import INDEX, read_index
+    from nuwa.core.samples import INDEX, read_index
 
     root = Path(folder)
     if captions is None:
@@ -149,7 +149,7 @@ def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> N
 def conditioning_items(fake: str | Path) -> set[Path]:
     """The dataset items a generated folder was conditioned on (``conditioned_on`` in its samples.jsonl),
     resolved; empty for a folder that `nuwa generate --data` did not write."""
-    from nuwa.samples import INDEX, read_index
+    from nuwa.core.samples import INDEX, read_index
 
     root = Path(fake)
     if not (root / INDEX).is_file():
@@ -221,7 +221,7 @@ def same_width(real: np.ndarray, real_path: str | Path, fake: np.ndarray, fake_p
 
 def read_metric(path: str | Path, metric: str = "") -> dict:
     """A metric JSON of `nuwa eval METRIC --json` (content hash, numbers and, if given, the metric name checked)."""
-    from nuwa.io import read_json
+    from nuwa.core.io import read_json
 
     hint = "rerun the metric (`nuwa eval ... --json`)"
     fix = f"delete it and {hint}"

@@ -7,7 +7,7 @@
   open_clip's own ClipLoss on caption pairs; serves CLIP-SIM.
 - video: the same classifier with 3D convolutions on clips, with an extra ``order`` head (frames in
   order or shuffled) so its features see motion; penultimate features serve FVD.
-Each is trained with nuwa.trainer.fit and checkpointed as proxy_image / proxy_clip / proxy_video.
+Each is trained with nuwa.core.trainer.fit and checkpointed as proxy_image / proxy_clip / proxy_video.
 """
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from metrics.backbones import Backbone, Kind, clean_resize, weights_sha256
+from metrics.backbone import Backbone, Kind, clean_resize, weights_sha256
 from metrics.clip import OpenClipBackbone
 from metrics.config import MetricsConfig, ProxyClipConfig
 from metrics.io import captioned, read_image, read_video
-from nuwa import checkpoint
-from nuwa.errors import UserError
-from nuwa.text import VOCAB_SIZE, tokenize
-from nuwa.trainer import IGNORE, fit
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.text import VOCAB_SIZE, tokenize
+from nuwa.core.trainer import IGNORE, fit
 
 ORDER = "order"  # the video net's temporal-order head: 0 = frames in order, 1 = shuffled
 
@@ -201,7 +201,7 @@ def captioned_samples(split: list[tuple[torch.Tensor, dict]], context_length: in
 
 # ---------------------------------------------------------------- training recipes
 class OneLossPerBatch:
-    """The `nuwa.trainer` protocol for recipes that take one optimizer step on ``self.loss`` per batch."""
+    """The `nuwa.core.trainer` protocol for recipes that take one optimizer step on ``self.loss`` per batch."""
 
     def steps_per_batch(self) -> int:
         return 1

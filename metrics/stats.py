@@ -28,7 +28,7 @@ import numpy as np
 from scipy.special import ndtri, stdtrit
 from tqdm.auto import tqdm
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 Verdict = Literal["held", "not held", "inconclusive"]
 STAT_KEYS = ("value", "se", "ci_low", "ci_high", "ci", "bias_allowance", "jackknife", "subset_variance",

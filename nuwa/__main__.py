@@ -1,5 +1,5 @@
 import sys
 
-from nuwa.cli import main
+from nuwa.commands.cli import main
 
 sys.exit(main())

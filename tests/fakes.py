@@ -1,6 +1,6 @@
 """Test doubles for the train/generate CLIs: a tiny model family, tiny real (random) tokenizers, shards, datasets.
 
-``UnigramFamily`` follows the :class:`nuwa.family.Family` protocol with the smallest model that can
+``UnigramFamily`` follows the :class:`nuwa.core.family.Family` protocol with the smallest model that can
 learn something (one logit per code) and records every :class:`GenerationRequest` it gets; the
 ``taming`` variant refuses extending left or up as the real Taming baseline does.
 """
@@ -17,16 +17,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from nuwa import checkpoint
+from nuwa.commands.families import REGISTRY
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import SamplingConfig, sample_logits
+from nuwa.core.trainer import TrainConfig
 from nuwa.data.tokens import save_shard
-from nuwa.errors import UserError
-from nuwa.family import REGISTRY, GenerationRequest
-from nuwa.sampling import SamplingConfig, sample_logits
-from nuwa.settings import settings
+from nuwa.model.config import settings
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 from nuwa.tokenizer.pg_vqgan import PGVQGAN
 from nuwa.tokenizer.vqgan import VQGAN
-from nuwa.trainer import TrainConfig
 
 CODES = 16
 FACTOR = 4                      # tiny VQGAN: ch_mult (1, 1, 1)
@@ -106,19 +107,18 @@ FAMILIES = {"nuwa": UnigramFamily("nuwa"), "taming": UnigramFamily("taming", ref
 
 
 def use_fakes(monkeypatch) -> dict[str, UnigramFamily]:
-    """Route nuwa.family.get to the fakes and register only the train/generate commands."""
-    from nuwa import cli
-    from nuwa import family as families
+    """Route nuwa.commands.families.get to the fakes and register only the train/generate commands."""
+    from nuwa.commands import cli, families
 
     fakes = {name: UnigramFamily(f.kind, f.refuse_left_up) for name, f in FAMILIES.items()}
     real_get = families.get
     monkeypatch.setattr(families, "get", lambda name: fakes[name] if name in fakes else real_get(name))
-    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.train", "nuwa.generate", "nuwa.samples"])
+    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.commands.train", "nuwa.commands.generate", "nuwa.commands.samples"])
     return fakes
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from nuwa import cli
+    from nuwa.commands import cli
 
     rc = cli.main([str(a) for a in argv])
     captured = capsys.readouterr()

@@ -1,13 +1,13 @@
 """Golden token grids: what the decoders sampled before the decode-engine refactor (commit f205592).
 
 Each case builds a tiny randomly initialised model with ``torch.manual_seed`` and samples a small
-canvas with a fixed ``torch.Generator`` through the public entry points (``nuwa.local.generate``,
+canvas with a fixed ``torch.Generator`` through the public entry points (``nuwa.generate``,
 ``FAMILY.generate``, Taming's cached / recomputing samplers). ``tests/data/golden_tokens.pt`` holds
 the tokens these recipes produced at commit f205592 (written by ``python tests/golden.py --write``
 there) together with a fingerprint of each model's weights, so a mismatch says whether the weights
 or the decoding changed. tests/test_golden.py checks that the current code reproduces them exactly.
 
-Since the refactor Taming's samplers take a ``nuwa.sampling.Sampler`` (the settings and the
+Since the refactor Taming's samplers take a ``nuwa.core.sampling.Sampler`` (the settings and the
 generator) instead of the two separately; the recipes pass the same settings and generator, which
 the sampler uses in the same order (one shared stream).
 """
@@ -25,9 +25,9 @@ N_EMBED = 16
 
 
 def nuwa_model(**changes):
-    from nuwa.model import NuwaInfinity
-    from nuwa.settings import ModelConfig
-    from nuwa.text import TextConfig
+    from nuwa.core.text import TextConfig
+    from nuwa.model.config import ModelConfig
+    from nuwa.model.decoder import NuwaInfinity
 
     base = ModelConfig(codebook=N_EMBED, layers=2, dim=32, heads=2, patch=2, extent=(1, 1, 0),
                        text=TextConfig(dim=32, layers=1, heads=2))
@@ -36,7 +36,7 @@ def nuwa_model(**changes):
 
 
 def baseline_model(name: str):
-    from nuwa.family import get
+    from nuwa.commands.families import get
 
     cfg = {"tokenizer": {"vqgan": {"model": {"n_embed": N_EMBED}}},
            "baselines": {name: {"model": {"layers": 2, "dim": 32, "heads": 2, "window": [4, 4],
@@ -51,26 +51,26 @@ def fingerprint(module: torch.nn.Module) -> list[float]:
 
 
 def captions(batch: int) -> torch.Tensor:
-    from nuwa.text import tokenize
+    from nuwa.core.text import tokenize
 
     return tokenize(["a red sky", "green hills over a lake", "snow", "a desert at dusk"][:batch])
 
 
 def request(grid, seed=0, batch=2, **kw):
-    from nuwa.family import GenerationRequest
+    from nuwa.core.family import GenerationRequest
 
     return GenerationRequest(grid=grid, batch=batch, progress=False, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def sampling(**kw):
-    from nuwa.sampling import SamplingConfig
+    from nuwa.core.sampling import SamplingConfig
 
     return SamplingConfig(**kw)
 
 
 def nuwa_case(model_changes: dict, grid, kv_cache=True, text=True, known_box=None, first_frame=False, **req):
     def run():
-        from nuwa import local
+        from nuwa.model.generate import generate
 
         model = nuwa_model(**model_changes)
         batch = req.pop("batch", 2)
@@ -87,7 +87,7 @@ def nuwa_case(model_changes: dict, grid, kv_cache=True, text=True, known_box=Non
             kw["known"] = torch.randint(0, N_EMBED, (batch, *grid), generator=torch.Generator().manual_seed(7))
             kw["known_mask"] = mask
         with torch.no_grad():
-            tokens, _ = local.generate(model, request(grid, batch=batch, **kw), kv_cache=kv_cache)
+            tokens, _ = generate(model, request(grid, batch=batch, **kw), kv_cache=kv_cache)
         return tokens, fingerprint(model)
     return run
 
@@ -96,7 +96,7 @@ def taming_case(grid, method: str, guidance=1.0, known_rows=0):
     def run():
         from baselines import taming
         from baselines.common import Conditioning
-        from nuwa.sampling import Sampler
+        from nuwa.core.sampling import Sampler
 
         model = baseline_model("taming")
         text = captions(2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nuwa import adc
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
+from nuwa.model import adc
 
 
 def coords(patches):

@@ -9,10 +9,11 @@ import torch
 
 from baselines import maskgit
 from baselines.common import Conditioning
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest, get
-from nuwa.sampling import Sampler, SamplingConfig, mask_schedule, training_mask
-from nuwa.trainer import TrainConfig, fit
+from nuwa.commands.families import get
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import Sampler, SamplingConfig, mask_schedule, training_mask
+from nuwa.core.trainer import TrainConfig, fit
 
 N_EMBED, WINDOW = 16, (4, 4)
 CFG = {"tokenizer": {"vqgan": {"model": {"n_embed": N_EMBED}}},

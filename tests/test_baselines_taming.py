@@ -8,11 +8,12 @@ import torch
 
 from baselines import taming
 from baselines.common import Conditioning
-from nuwa.engine import prefill
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest, get, load_module
-from nuwa.sampling import Sampler, SamplingConfig
-from nuwa.trainer import TrainConfig, fit
+from nuwa.commands.families import get
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest, load_module
+from nuwa.core.sampling import Sampler, SamplingConfig
+from nuwa.core.trainer import TrainConfig, fit
+from nuwa.core.transformer import prefill
 
 N_EMBED, WINDOW = 16, (4, 4)
 CFG = {"tokenizer": {"vqgan": {"model": {"n_embed": N_EMBED}}},

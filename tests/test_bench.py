@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_model import tiny
 
 from nuwa.bench.memory import isolated
 from nuwa.bench.ncp_scaling import measure
-from nuwa.cli import main
-from test_model import tiny
+from nuwa.commands.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "nuwa.model.layers=1", "--set", "nuwa.model.dim=16", "--set", "nuwa.model.heads=2",
@@ -40,17 +40,6 @@ def test_sampling_speed_paper_geometry_json_layout(tmp_path):
         assert result["ratios"][key] > 0
     assert result["models"]["nuwa-ar"]["config"]["patch"] == 2 and result["models"]["taming"]["config"]["text"] is None
     assert "| nuwa-nar | NCP (2, 2, 0), NAR, 1 step | x1 | 1 |" in md.read_text()
-
-
-def test_baselines_timing_is_an_alias_of_the_embedded_preset(tmp_path):
-    from baselines import timing
-
-    out = tmp_path / "timing.json"
-    sets = TINY + ["--set", "nuwa.model.text={dim: 16, layers: 1, heads: 2, context_length: 8}"]
-    assert timing.main(["--n", "1", "--width-factor", "2", *sets, "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["preset"] == "embedded" and set(result["results"]) == {"taming", "maskgit", "nuwa"}
-    assert list(result["results"]["nuwa"]) == ["x2"] and list(result["results"]["nuwa"]["x2"]) == ["b1"]
 
 
 def test_an_isolated_ncp_row_reports_the_peak_rss_of_its_own_process():

@@ -8,14 +8,25 @@ import re
 import numpy as np
 import pytest
 import torch
+from fakes import (
+    CODES,
+    FACTOR,
+    SETS,
+    SIZE,
+    Unigram,
+    error_lines,
+    run_cli,
+    save_tokenizers,
+    use_fakes,
+    write_dataset,
+    write_image,
+)
 from PIL import Image
 
-from fakes import (CODES, FACTOR, SETS, SIZE, Unigram, error_lines, run_cli, save_tokenizers, use_fakes,
-                   write_dataset, write_image)
-from nuwa import checkpoint
-from nuwa.errors import UserError
-from nuwa.inputs import outpaint_input, read_image
-from nuwa.samples import read_index
+from nuwa.commands.inputs import outpaint_input, read_image
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.samples import read_index
 from nuwa.tokenizer import load as load_tokenizer
 
 RECORD_KEYS = {"file", "caption", "seed", "task", "model", "width", "height", "frames", "seconds"}
@@ -142,7 +153,7 @@ def test_animate_first_frame_is_the_input(assets, tmp_path, monkeypatch, capsys)
     assert records(out)[0]["file"] == "videos/000000" and records(out)[0]["frames"] == 4
     assert torch.load(out / "tokens.pt")["tokens"].shape == (1, 4, 4, 4)
     first = np.asarray(Image.open(frames[0])).astype(int)
-    from nuwa.inputs import cover
+    from nuwa.commands.inputs import cover
     from nuwa.tokenizer.decode import to_uint8
     assert np.abs(first - to_uint8(cover(read_image(image), (SIZE, SIZE), 8)).astype(int)).max() == 0
     mask = fakes["nuwa"].requests[0].known_mask
@@ -224,11 +235,11 @@ TINY = ["--set", "nuwa.model.layers=1", "--set", "nuwa.model.dim=32", "--set", "
 @pytest.mark.parametrize("model, direction, width, height", [
     ("nuwa", "left", 32, 16), ("maskgit", "up", 16, 32), ("taming", "right", 32, 16)])
 def test_real_families_keep_the_given_tokens(assets, tmp_path, monkeypatch, capsys, model, direction, width, height):
-    from nuwa import cli
-    from nuwa.config import REPO_ROOT, load_config
-    from nuwa.family import get
+    from nuwa.commands import cli
+    from nuwa.commands.families import get
+    from nuwa.core.config import REPO_ROOT, load_config
 
-    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.generate"])
+    monkeypatch.setattr(cli, "COMMANDS", ["nuwa.commands.generate"])
     cfg = load_config([REPO_ROOT / "config" / "config.yaml"], [x for x in SETS + TINY if x != "--set"])
     fam = get(model)
     torch.manual_seed(0)

@@ -5,10 +5,10 @@ import csv
 import math
 
 import torch
-
 from fakes import CODES, SETS, error_lines, run_cli, save_shards, use_fakes
-from nuwa import checkpoint
-from nuwa.trainer import resume_path
+
+from nuwa.core import checkpoint
+from nuwa.core.trainer import resume_path
 
 
 def train_args(tmp_path, train, val, out, *extra):

@@ -7,12 +7,12 @@ from typing import Literal
 import pytest
 import torch
 
-from nuwa import checkpoint
-from nuwa.config import apply_overrides, build, config_hash, deep_merge
-from nuwa.errors import UserError
-from nuwa.io import atomic_path
-from nuwa.sampling import SamplingConfig, filter_logits, guide, sample_logits
-from nuwa.text import TextConfig, TextEncoder, drop_text, tokenize
+from nuwa.core import checkpoint
+from nuwa.core.config import apply_overrides, build, config_hash, deep_merge
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path
+from nuwa.core.sampling import SamplingConfig, filter_logits, guide, sample_logits
+from nuwa.core.text import TextConfig, TextEncoder, drop_text, tokenize
 
 
 @dataclass

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuwa.cli import main
-from nuwa.config import REPO_ROOT, load_config
+from nuwa.commands.cli import main
+from nuwa.core.config import REPO_ROOT, load_config
+from nuwa.core.errors import UserError
 from nuwa.data import ImageFolder, VideoFolder, check_config, make_plan, write_dataset
-from nuwa.errors import UserError
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
 

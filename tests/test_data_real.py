@@ -9,7 +9,6 @@ reason, where a package is not installed.
 """
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zlib
@@ -21,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuwa.config import REPO_ROOT, load_config
+from nuwa.core.config import REPO_ROOT, load_config
+from nuwa.core.errors import UserError
 from nuwa.data import ImageFolder, VideoFolder, make_plan, write_dataset
 from nuwa.data.adapters import fit, open_image
 from nuwa.data.realsets import manifests
-from nuwa.errors import UserError
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
 REAL = REPO_ROOT / "config" / "real.yaml"
@@ -409,7 +408,7 @@ def test_real_overlay_passes_every_check_and_plans_tables_2_3_4_and_the_scroll()
     import subprocess
     import sys
 
-    from nuwa.config_cli import check_all
+    from nuwa.commands.config import check_all
 
     check_all(cfg(files=(CONFIG, REAL)))
     targets = ["results/table2.csv", "results/table3.csv", "results/table4.csv", "results/figures/figure_scroll.png"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nuwa.config import REPO_ROOT, load_config
+from nuwa.core.config import REPO_ROOT, load_config
 from nuwa.data import ImageFolder, VideoFolder, make_plan, write_dataset
 from nuwa.data.worlds import lhqc, lhqv, peppa, rqf, sample_rng
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fakes import CODES, save_shards
-from nuwa import checkpoint
-from nuwa.trainer import resume_path
+
+from nuwa.core import checkpoint
+from nuwa.core.trainer import resume_path
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

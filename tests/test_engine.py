@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from baselines import maskgit, taming
-from nuwa import local
-from nuwa.adc import RelativePosition
-from nuwa.engine import KVCache, decode_n_tokens
-from nuwa.family import GenerationRequest
-from nuwa.sampling import SamplingConfig
-from nuwa.text import tokenize
 from test_baselines_taming import CFG as TAMING_CFG
 from test_model import tiny
+
+from baselines import maskgit, taming
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import SamplingConfig
+from nuwa.core.text import tokenize
+from nuwa.core.transformer import KVCache, decode_n_tokens
+from nuwa.model.adc import RelativePosition
+from nuwa.model.generate import generate as algorithm2
 
 
 def test_kv_cache_writes_in_place_and_views_share_storage():
@@ -54,7 +54,7 @@ def count_calls(monkeypatch, owner, name):
 @torch.no_grad()
 def test_adc_emb_and_masks_are_computed_once_per_patch_not_per_token(pos_feed, monkeypatch):
     torch.manual_seed(0)
-    from nuwa.model import NuwaInfinity
+    from nuwa.model.decoder import NuwaInfinity
 
     counts = []
     for patch in (2, 4):  # 2 x 4 patches of 4, then of 16 tokens
@@ -63,7 +63,7 @@ def test_adc_emb_and_masks_are_computed_once_per_patch_not_per_token(pos_feed, m
             per_key = count_calls(mp, RelativePosition, "per_key")
             layouts = count_calls(mp, RelativePosition, "bias")
             cats = count_calls(mp, torch, "cat")
-            out, _ = local.generate(model, GenerationRequest(grid=(1, 2 * patch, 4 * patch), progress=False,
+            out, _ = algorithm2(model, GenerationRequest(grid=(1, 2 * patch, 4 * patch), progress=False,
                                                              generator=torch.Generator().manual_seed(0)))
         assert len(per_key) == 8 and not layouts  # ADC.emb once per patch; the per-(query, key) training bias never
         counts.append(len(cats))
@@ -73,16 +73,16 @@ def test_adc_emb_and_masks_are_computed_once_per_patch_not_per_token(pos_feed, m
 @torch.no_grad()
 def test_ncp_slots_are_reused_and_the_caches_never_reallocated():
     torch.manual_seed(0)
-    from nuwa.model import NuwaInfinity
+    from nuwa.model.decoder import NuwaInfinity
 
     model = NuwaInfinity(tiny(text=None, extent=(1, 1, 0))).eval()
-    _, ncp = local.generate(model, GenerationRequest(grid=(1, 4, 24), progress=False, generator=torch.Generator().manual_seed(0)))
+    _, ncp = algorithm2(model, GenerationRequest(grid=(1, 4, 24), progress=False, generator=torch.Generator().manual_seed(0)))
     assert ncp.kv.length == ncp.live_peak() * (model.cfg.tokens_per_patch + 1) == 4 * 5  # (e_w + 1) x rows slots
     assert len(ncp.free) + len(ncp.pool) == ncp.live_peak()
 
 
 def nuwa(**changes):
-    from nuwa.model import NuwaInfinity
+    from nuwa.model.decoder import NuwaInfinity
 
     torch.manual_seed(0)
     return NuwaInfinity(tiny(**changes)).double().eval()
@@ -103,9 +103,9 @@ def generate(fam_generate, module, grid, seeds, text=None, **kw):
 
 
 CASES = {
-    "nuwa-ar-guided": (lambda: nuwa(), local.generate, (1, 4, 6), SamplingConfig(guidance=3.0, top_k=8), True),
-    "nuwa-nar": (lambda: nuwa(local="nar", text=None), local.generate, (1, 4, 6), SamplingConfig(), False),
-    "nuwa-pnar-guided": (lambda: nuwa(local="pnar"), local.generate, (1, 4, 6), SamplingConfig(steps=3, guidance=2.0), True),
+    "nuwa-ar-guided": (lambda: nuwa(), algorithm2, (1, 4, 6), SamplingConfig(guidance=3.0, top_k=8), True),
+    "nuwa-nar": (lambda: nuwa(local="nar", text=None), algorithm2, (1, 4, 6), SamplingConfig(), False),
+    "nuwa-pnar-guided": (lambda: nuwa(local="pnar"), algorithm2, (1, 4, 6), SamplingConfig(steps=3, guidance=2.0), True),
     "taming-kv-cache": (lambda: baseline(taming.FAMILY), taming.FAMILY.generate, (1, 4, 4), SamplingConfig(guidance=2.0), True),
     "taming-sliding": (lambda: baseline(taming.FAMILY), taming.FAMILY.generate, (1, 4, 8), SamplingConfig(), True),
     "maskgit": (lambda: baseline(maskgit.FAMILY), maskgit.FAMILY.generate, (1, 4, 8), SamplingConfig(steps=4, guidance=2.0), True),
@@ -144,8 +144,8 @@ def test_static_layout_padded_to_the_widest_context_gives_the_same_tokens(change
     module = nuwa(**changes)
     sampling = SamplingConfig(steps=3, guidance=2.0)
     text = tokenize(["a", "b"]) if module.text is not None else None
-    exact = generate(local.generate, module, (1, 4, 8), [1, 2], text, sampling=sampling)
-    static = generate(lambda m, r: local.generate(m, r, static=True), module, (1, 4, 8), [1, 2], text, sampling=sampling)
+    exact = generate(algorithm2, module, (1, 4, 8), [1, 2], text, sampling=sampling)
+    static = generate(lambda m, r: algorithm2(m, r, static=True), module, (1, 4, 8), [1, 2], text, sampling=sampling)
     assert torch.equal(exact, static)
 
 
@@ -155,8 +155,8 @@ def test_compiled_decode_step_gives_the_eager_tokens(kind):
     """torch.compile accepts the decode step (static shapes per patch; CPU inductor here, CUDA graphs on a GPU)."""
     torch._dynamo.reset()
     module = nuwa(local=kind, text=None).float()
-    eager = generate(local.generate, module, (1, 4, 8), [1, 2], sampling=SamplingConfig(steps=3))
-    compiled = generate(local.generate, module, (1, 4, 8), [1, 2], sampling=SamplingConfig(steps=3), compile=True)
+    eager = generate(algorithm2, module, (1, 4, 8), [1, 2], sampling=SamplingConfig(steps=3))
+    compiled = generate(algorithm2, module, (1, 4, 8), [1, 2], sampling=SamplingConfig(steps=3), compile=True)
     assert torch.equal(eager, compiled)
 
 

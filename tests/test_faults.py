@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nuwa.errors import UserError
-from nuwa.io import atomic_path, read_json, torch_load, torch_save, write_json
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path, read_json, torch_load, torch_save, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def test_a_damaged_feature_cache_entry_is_recomputed(tmp_path):
 
 # ---------------------------------------------------------------- sample folders
 def sample_folder(tmp_path: Path) -> Path:
-    from nuwa.samples import SampleWriter
+    from nuwa.core.samples import SampleWriter
 
     out = tmp_path / "samples"
     writer = SampleWriter(out, task="t2i", model="nuwa")
@@ -117,7 +117,7 @@ def sample_folder(tmp_path: Path) -> Path:
 
 def test_a_samples_index_changed_after_writing_is_refused(tmp_path):
     from metrics.io import captioned
-    from nuwa.samples import read_index
+    from nuwa.core.samples import read_index
 
     out = sample_folder(tmp_path)
     assert [r["caption"] for r in read_index(out)] == ["sky 0", "sky 1", "sky 2"]
@@ -149,7 +149,7 @@ def test_every_image_needs_exactly_one_caption_row(tmp_path):
 # ---------------------------------------------------------------- image modes
 def test_image_modes_become_the_right_8_bit_rgb(tmp_path):
     from metrics.io import read_image as metric_image
-    from nuwa.inputs import read_image
+    from nuwa.commands.inputs import read_image
 
     grey16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1024 + 512)
     Image.fromarray(grey16).save(tmp_path / "g16.png")
@@ -188,7 +188,7 @@ def test_a_full_disk_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
 
 
 def test_temporaries_of_dead_writers_are_removed_by_the_next_write(tmp_path):
-    from nuwa import io
+    from nuwa.core import io
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
@@ -215,7 +215,7 @@ def test_two_writers_of_one_folder_both_succeed_and_one_whole_folder_remains(tmp
 
 # ---------------------------------------------------------------- config conflicts
 def test_config_check_catches_a_patch_that_does_not_tile_the_token_grid(capsys):
-    from nuwa.cli import main
+    from nuwa.commands.cli import main
 
     assert main(["config", "check", "--set", "nuwa.model.patch=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

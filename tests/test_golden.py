@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from golden import CASES, PATH
 
 GOLDEN = torch.load(PATH)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nuwa.errors import UserError
-from nuwa.inputs import (Box, check_canvas, cover, known_part, outpaint_input, place, read_image)
+from nuwa.commands.inputs import Box, check_canvas, cover, known_part, outpaint_input, place, read_image
+from nuwa.core.errors import UserError
 
 U = 32  # f=8, m=4
 

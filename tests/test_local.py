@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from nuwa import local
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.model import NuwaInfinity
-from nuwa.sampling import SamplingConfig
-from nuwa.text import tokenize
 from test_model import tiny
+
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.sampling import SamplingConfig
+from nuwa.core.text import tokenize
+from nuwa.model.decoder import NuwaInfinity
+from nuwa.model.generate import generate
 
 
 def model_of(**changes) -> NuwaInfinity:
@@ -27,8 +27,8 @@ def test_kv_cached_ar_decoding_equals_full_recomputation_with_guidance():
     model = model_of()
     text = tokenize(["a red sky", "green hills"])
     sampling = SamplingConfig(guidance=3.0, top_k=8)
-    cached, _ = local.generate(model, request((1, 4, 6), batch=2, text=text, sampling=sampling))
-    full, _ = local.generate(model, request((1, 4, 6), batch=2, text=text, sampling=sampling), kv_cache=False)
+    cached, _ = generate(model, request((1, 4, 6), batch=2, text=text, sampling=sampling))
+    full, _ = generate(model, request((1, 4, 6), batch=2, text=text, sampling=sampling), kv_cache=False)
     assert torch.equal(cached, full)
 
 
@@ -36,9 +36,9 @@ def test_kv_cached_ar_decoding_equals_full_recomputation_with_guidance():
 @torch.no_grad()
 def test_same_seed_same_tokens_other_seed_other_tokens(kind):
     model = model_of(local=kind, text=None)
-    a, _ = local.generate(model, request((1, 4, 4), seed=1, batch=2))
-    b, _ = local.generate(model, request((1, 4, 4), seed=1, batch=2))
-    c, _ = local.generate(model, request((1, 4, 4), seed=2, batch=2))
+    a, _ = generate(model, request((1, 4, 4), seed=1, batch=2))
+    b, _ = generate(model, request((1, 4, 4), seed=1, batch=2))
+    c, _ = generate(model, request((1, 4, 4), seed=2, batch=2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (2, 1, 4, 4) and 0 <= int(a.min()) and int(a.max()) < 16
 
@@ -53,7 +53,7 @@ def test_outpainting_never_changes_the_given_tokens(box, kind):
     mask = torch.zeros(1, 6, 8, dtype=torch.bool)
     mask[0, r0:r1, c0:c1] = True
     known = torch.randint(0, 16, (2, 1, 6, 8))
-    out, _ = local.generate(model, request((1, 6, 8), batch=2, known=known, known_mask=mask,
+    out, _ = generate(model, request((1, 6, 8), batch=2, known=known, known_mask=mask,
                                            text=tokenize(["x", "y"])))
     assert torch.equal(out[:, mask], known[:, mask])
     assert not torch.equal(out[:, ~mask], known[:, ~mask])
@@ -71,7 +71,7 @@ def test_animation_keeps_the_first_frame_and_sees_it():
     for given in (known, other):
         logits: list[torch.Tensor] = []
         hook = model.head.register_forward_hook(lambda mod, inp, out: logits.append(out))
-        out, _ = local.generate(model, request((3, 4, 4), known=given, known_mask=mask))
+        out, _ = generate(model, request((3, 4, 4), known=given, known_mask=mask))
         hook.remove()
         assert torch.equal(out[:, 0], given[:, 0])
         runs.append(logits)
@@ -83,7 +83,7 @@ def test_animation_keeps_the_first_frame_and_sees_it():
 @torch.no_grad()
 def test_any_width_with_bounded_cache():
     model = model_of(text=None, local="nar")
-    out, ncp = local.generate(model, request((1, 4, 2 * 2 * 19)))  # 19x a 2-patch-wide training image
+    out, ncp = generate(model, request((1, 4, 2 * 2 * 19)))  # 19x a 2-patch-wide training image
     assert out.shape == (1, 1, 4, 76)
     assert ncp.peak <= (model.cfg.extent[0] + 1) * 2
 
@@ -91,8 +91,8 @@ def test_any_width_with_bounded_cache():
 def test_bad_canvases_fail_with_one_line():
     model = model_of(text=None)
     with pytest.raises(UserError, match="not a positive multiple"):
-        local.generate(model, request((1, 5, 4)))
+        generate(model, request((1, 5, 4)))
     mask = torch.zeros(1, 4, 4, dtype=torch.bool)
     mask[0, :3, :2] = True
     with pytest.raises(UserError, match="partly"):
-        local.generate(model, request((1, 4, 4), known=torch.zeros(1, 1, 4, 4, dtype=torch.long), known_mask=mask))
+        generate(model, request((1, 4, 4), known=torch.zeros(1, 1, 4, 4, dtype=torch.long), known_mask=mask))

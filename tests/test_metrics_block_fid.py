@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import error_lines
 from PIL import Image
 
 from metrics.block_fid import REGIONS, blocks, mask_box
 from metrics.config import MetricsConfig
 from metrics.proxies import build_classifier, classifier_config
-from nuwa import checkpoint
-from nuwa.cli import main
-from nuwa.errors import UserError
-from fakes import error_lines
+from nuwa.commands.cli import main
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
 
 SIZE = 16
 
@@ -103,7 +103,7 @@ def test_masks_with_different_regions_are_rejected(tmp_path):
 
 def conditioned_samples(folder: Path, images: list[np.ndarray], sources: list[Path]) -> Path:
     """A sample folder as `nuwa generate --data` writes it: sample i was conditioned on ``sources[i]``."""
-    from nuwa.samples import write_index
+    from nuwa.core.samples import write_index
 
     save(folder / "images", images)
     records = [{"file": f"images/{i:03d}.png", "caption": "", "seed": i, "task": "outpaint", "model": "nuwa",

@@ -12,7 +12,7 @@ from metrics.block_fid import block_fid
 from metrics.clip_sim import clip_sim
 from metrics.fid import fid
 from metrics.inception_score import inception_score_ci
-from nuwa.cli import main
+from nuwa.commands.cli import main
 
 FAST = ["--set", "metrics.kid_subsets=5", "--set", "metrics.bootstrap=20"]
 JACK = dict(seed=3, ci=0.95, groups=64, kid_subsets=5, kid_subset_size=1000)

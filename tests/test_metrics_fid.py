@@ -18,10 +18,10 @@ from scipy.stats import t
 
 from metrics.config import InceptionConfig
 from metrics.fid import factor, fid, fid_from_features, frechet, frechet_distance, gaussian, left_out, trace_sqrt
-from metrics.kid import kid
 from metrics.inception import WEIGHTS_NAME, InceptionBackbone
-from nuwa.cli import main
-from nuwa.errors import UserError
+from metrics.kid import kid
+from nuwa.commands.cli import main
+from nuwa.core.errors import UserError
 
 
 def test_fd_of_a_set_with_itself_is_zero():

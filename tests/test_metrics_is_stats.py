@@ -6,7 +6,7 @@ import pytest
 
 from metrics.inception_score import inception_score, inception_score_ci
 from metrics.stats import bootstrap, compare, difference, over_seeds
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 
 def openai_inception_score(logits: np.ndarray, splits: int) -> float:

@@ -8,7 +8,7 @@ from scipy.stats import t
 
 from metrics.fid import fid, fid_from_features
 from metrics.stats import compare, difference, fake_key, jackknife_se, over_seeds
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 STATS = dict(ci=0.95, groups=4, kid_subsets=5, kid_subset_size=1000)
 

@@ -13,8 +13,8 @@ from metrics.clip import square_crops
 from metrics.config import metrics_config
 from metrics.io import list_videos, read_image, read_video
 from metrics.proxies import load_proxy, train_proxy
-from nuwa.cli import main
-from nuwa.errors import UserError
+from nuwa.commands.cli import main
+from nuwa.core.errors import UserError
 
 SKY = {"red": (200, 60, 50), "blue": (60, 110, 220), "orange": (240, 160, 40)}
 GROUND = {"green": (40, 150, 60), "brown": (120, 80, 40), "white": (230, 230, 230)}
@@ -131,7 +131,7 @@ def test_io_errors_and_video_layouts(tmp_path):
 
 def test_proxy_name_depends_on_the_weights_not_the_training_log(tmp_path):
     from metrics.proxies import build_classifier, load_proxy
-    from nuwa import checkpoint
+    from nuwa.core import checkpoint
 
     config = {"spatial_dims": 2, "channels": [4], "dim": 8, "size": 16, "frames": 1, "classes": {"sky": ["a", "b"]},
               "is_head": "sky"}

@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from nuwa.model import NuwaInfinity
-from nuwa.nuwa_family import sequential, teacher_layout
-from nuwa.settings import ModelConfig
-from nuwa.text import TextConfig, tokenize
+from nuwa.core.text import TextConfig, tokenize
+from nuwa.model.config import ModelConfig
+from nuwa.model.decoder import NuwaInfinity
+from nuwa.model.train import sequential, teacher_layout
 
 
 def tiny(**changes) -> ModelConfig:
@@ -98,8 +98,8 @@ def test_without_caches_distant_patches_do_not_leak_through_deeper_layers():
 
 def context_pass(model: NuwaInfinity, layout, project: bool):
     """Patch 1's loss with patch 0's cache in NCP as layer inputs (Eq. 12) or as projected K/V."""
-    from nuwa.nuwa_family import loss_of
-    from nuwa.ncp import NCP
+    from nuwa.model.ncp import NCP
+    from nuwa.model.train import loss_of
 
     per = layout.ids.shape[1] // layout.patches
     first, second = slice(0, per), slice(per, 2 * per)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nuwa import adc
-from nuwa.ncp import NCP, Memory, Positions
+from nuwa.model import adc
+from nuwa.model.ncp import NCP, Memory, Positions
 
 
 def layout(grid, order):

@@ -1,4 +1,4 @@
-"""Training recipe (patch / accumulated loss) through nuwa.trainer.fit, the family object, the benchmark."""
+"""Training recipe (patch / accumulated loss) through nuwa.core.trainer.fit, the family object, the benchmark."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,17 +6,17 @@ import json
 
 import pytest
 import torch
+from test_model import tiny
 from torch.utils.data import Dataset
 
-from nuwa import checkpoint
 from nuwa.bench.ncp_scaling import ncp_scaling, table
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.core.trainer import fit
 from nuwa.data.tokens import collate_tokens
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.nuwa_family import FAMILY
-from nuwa.settings import check_config, settings
-from nuwa.trainer import fit
-from test_model import tiny
+from nuwa.model.config import check_config, settings
+from nuwa.model.family import FAMILY
 
 
 class Toy(Dataset):

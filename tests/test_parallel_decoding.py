@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-
-from nuwa import local
-from nuwa.model import NuwaInfinity
-from nuwa.sampling import SamplingConfig, mask_schedule, remask
-from nuwa.text import tokenize
 from test_local import model_of, request
+
+from nuwa.core.sampling import SamplingConfig, mask_schedule, remask
+from nuwa.core.text import tokenize
+from nuwa.model.decoder import NuwaInfinity
+from nuwa.model.generate import generate
 
 
 def reference_count(unknown: int, masked: int, step: int, steps: int) -> int:
@@ -63,7 +63,7 @@ def test_pnar_never_changes_a_decided_token_and_masks_by_the_schedule(steps, mon
     seen, spy = record_queries(model)
     monkeypatch.setattr(model, "decode", spy)
     sampling = SamplingConfig(steps=steps)
-    out, _ = local.generate(model, request((1, 4, 4), batch=3, sampling=sampling))
+    out, _ = generate(model, request((1, 4, 4), batch=3, sampling=sampling))
     tokens, mask_id = model.cfg.tokens_per_patch, model.mask_id
     schedule = mask_schedule(tokens, steps)
     assert len(seen) == 4 * len(schedule)  # 4 patches, the steps the schedule runs
@@ -83,7 +83,7 @@ def test_pnar_decided_tokens_end_up_in_the_output():
     model = model_of(local="pnar", text=None)
     seen, spy = record_queries(model)
     model.decode = spy
-    out, _ = local.generate(model, request((1, 2, 2), batch=2, sampling=SamplingConfig(steps=3)))
+    out, _ = generate(model, request((1, 2, 2), batch=2, sampling=SamplingConfig(steps=3)))
     last = seen[-1]
     decided = last != model.mask_id
     written = out[:, 0].flatten(1)[:, model.token_orders[0]]  # one patch in omega writing order
@@ -98,6 +98,6 @@ def test_pnar_with_one_step_equals_nar(guidance):
     nar.load_state_dict(pnar.state_dict())
     sampling = SamplingConfig(steps=1, guidance=guidance)
     text = tokenize(["a lake", "red sky"])
-    a, _ = local.generate(pnar, request((1, 4, 6), batch=2, text=text, sampling=sampling))
-    b, _ = local.generate(nar, request((1, 4, 6), batch=2, text=text, sampling=sampling))
+    a, _ = generate(pnar, request((1, 4, 6), batch=2, text=text, sampling=sampling))
+    b, _ = generate(nar, request((1, 4, 6), batch=2, text=text, sampling=sampling))
     assert torch.equal(a, b)

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from nuwa.config import REPO_ROOT, load_config
+from nuwa.core.config import REPO_ROOT, load_config
+from nuwa.plan import TABLES, Plan
 from nuwa.report import paper
 from nuwa.report.claims import Claim, judge, table_claim
 from nuwa.report.figures import write_figure
-from nuwa.report.plan import TABLES, Plan
 from nuwa.report.tables import convergence, table1, write_table
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
@@ -154,8 +154,8 @@ def test_sweep_figure_writes_png_and_plot_data(plan, tmp_path):
 
 
 def test_ncp_figure_and_linear_claim_from_the_benchmark_json(plan, tmp_path):
+    from nuwa.core.io import write_json
     from nuwa.report.claims import linear_claim
-    from nuwa.io import write_json
 
     def rows(growth: float) -> list[dict]:
         return [{"width": w, "patches": 2 * w, "seconds_per_patch": 0.01 * (1 + growth * w),
@@ -198,7 +198,7 @@ def test_table7a_speed_is_the_paper_geometry_benchmark_relative_to_ar(plan):
 
 
 def test_table7a_speed_without_the_decoders_entry_names_the_file_and_the_rule(plan):
-    from nuwa.errors import UserError
+    from nuwa.core.errors import UserError
     from nuwa.report.tables import cell_result
 
     put_local_speed(plan, {"nuwa-ar": [2.0, 2.1]})

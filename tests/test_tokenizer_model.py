@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 from nuwa.tokenizer import load_taming
 from nuwa.tokenizer.config import DDConfig, VQGANArch, check_config
 from nuwa.tokenizer.pg_vqgan import PGVQGAN

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.cli import main
-from nuwa.config import build
+from nuwa.commands.cli import main
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.config import build
 from nuwa.data.tokens import load_shard
 from nuwa.tokenizer import load
 from nuwa.tokenizer.config import PGVQGANConfig, VQGANConfig

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from nuwa import checkpoint
-from nuwa.errors import UserError
-from nuwa.trainer import EpochSampler, TrainConfig, fit, lr_lambda, resume_path
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.trainer import EpochSampler, TrainConfig, fit, lr_lambda, resume_path
 
 
 class Noisy:

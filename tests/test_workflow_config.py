@@ -1,14 +1,13 @@
 """The config schema, `nuwa config check` and the experiments plan."""
 from __future__ import annotations
 
-
 import pytest
 
-from nuwa.cli import main
-from nuwa.config import REPO_ROOT, load_config
-from nuwa.config_cli import check_all
-from nuwa.errors import UserError
-from nuwa.report.plan import TABLES, Plan
+from nuwa.commands.cli import main
+from nuwa.commands.config import check_all
+from nuwa.core.config import REPO_ROOT, load_config
+from nuwa.core.errors import UserError
+from nuwa.plan import TABLES, Plan
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
 

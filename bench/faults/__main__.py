@@ -49,7 +49,7 @@ def run_part(name: str, args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nuwa.io import write_json
+    from nuwa.core.io import write_json
 
     args = parse(argv)
     parts = [p for p in args.only.split(",") if p]

@@ -63,7 +63,7 @@ def watch_optimizers(ready: str | None) -> list[torch.optim.Optimizer]:
 
 
 def main(argv: list[str]) -> int:
-    from nuwa.cli import main as nuwa_main
+    from nuwa.commands.cli import main as nuwa_main
 
     if os.environ.get("FAULT_KILL_AT_SAVE"):
         kill_mid_write(int(os.environ["FAULT_KILL_AT_SAVE"]), float(os.environ.get("FAULT_KILL_FRACTION", "0.5")))

@@ -76,7 +76,7 @@ def cases(lab: Lab) -> list[Case]:
         return torch.load(folder / "tokens.pt", weights_only=False)["tokens"]
 
     def model_of(path: Path) -> dict:
-        from nuwa.io import torch_load
+        from nuwa.core.io import torch_load
 
         return torch_load(path, "checkpoint")["model"]
 

@@ -42,7 +42,7 @@ def tmpfs(path: Path, size: int) -> Iterator[Path]:
 
 def whole(path: Path) -> bool:
     """Does a file left under its final name hold a complete artifact?"""
-    from nuwa.io import read_json, torch_load
+    from nuwa.core.io import read_json, torch_load
 
     try:
         if path.suffix in (".pt", ".resume"):
@@ -147,7 +147,7 @@ def concurrent_targets(lab: Lab) -> dict[str, tuple[Callable[[Path], list[str]],
         return json.loads((d / "fid.json").read_text())["value"], cache_is_whole(d / "work" / "features")
 
     def samples(folder: Path) -> object:
-        from nuwa.samples import read_index
+        from nuwa.core.samples import read_index
 
         return len(read_index(folder)), torch.load(folder / "tokens.pt", weights_only=False)["tokens"]
 

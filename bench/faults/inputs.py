@@ -269,7 +269,7 @@ def fake_inception(d: Path) -> Path:
 def other_vqgan(lab: Lab, d: Path) -> Path:
     path = d / "vqgan128.pt"
     if not path.exists():
-        from nuwa.io import torch_load, torch_save
+        from nuwa.core.io import torch_load, torch_save
 
         ckpt = torch_load(lab.vqgan, "checkpoint")
         ckpt["config"]["n_embed"] = 128

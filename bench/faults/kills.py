@@ -63,7 +63,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 def load(path: Path) -> Any:
-    from nuwa.io import torch_load
+    from nuwa.core.io import torch_load
 
     return torch_load(path, "checkpoint")
 

@@ -28,8 +28,8 @@ import traceback
 
 import torch
 
-from nuwa.io import write_json
-from nuwa.settings import ModelConfig
+from nuwa.core.io import write_json
+from nuwa.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 # dense bf16 tensor-core FLOP/s and HBM bytes/s by device name (first match wins)
@@ -55,8 +55,8 @@ def matmul_parameters(model: torch.nn.Module) -> int:
 
 
 def train(cfg: ModelConfig, device: torch.device, batch: int, steps: int, image_tokens: int) -> dict:
-    from nuwa.model import NuwaInfinity
-    from nuwa.nuwa_family import loss_of, teacher_layout
+    from nuwa.model.decoder import NuwaInfinity
+    from nuwa.model.train import loss_of, teacher_layout
 
     torch.manual_seed(0)
     model = NuwaInfinity(cfg).to(device)
@@ -98,10 +98,11 @@ def train(cfg: ModelConfig, device: torch.device, batch: int, steps: int, image_
 
 
 def decode(cfg: ModelConfig, device: torch.device, batch: int, compile_step: bool, image_tokens: int) -> dict:
-    from nuwa import adc, local
-    from nuwa.family import GenerationRequest
-    from nuwa.model import NuwaInfinity
-    from nuwa.ncp import NCP
+    from nuwa.core.family import GenerationRequest
+    from nuwa.model import adc
+    from nuwa.model.decoder import NuwaInfinity
+    from nuwa.model.generate import generate
+    from nuwa.model.ncp import NCP
 
     torch.manual_seed(0)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -114,7 +115,7 @@ def decode(cfg: ModelConfig, device: torch.device, batch: int, compile_step: boo
         sync(device)
         start = time.perf_counter()
         with torch.inference_mode():
-            local.generate(model, request)
+            generate(model, request)
         sync(device)
         return time.perf_counter() - start
 
@@ -155,7 +156,7 @@ def sampling_speed(dry: bool) -> dict:
 def ncp_scaling(dry: bool, device: torch.device) -> dict:
     from nuwa.bench.ncp_scaling import ncp_scaling as measure
     from nuwa.bench.presets import preset_config
-    from nuwa.settings import settings
+    from nuwa.model.config import settings
 
     sets = ["nuwa.model.layers=2", "nuwa.model.dim=32", "nuwa.model.heads=2", "nuwa.model.patch=4"] if dry else []
     cfg = settings(preset_config(argparse.Namespace(config=None, overrides=sets), "paper-geometry", check=False)).model

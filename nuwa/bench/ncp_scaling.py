@@ -24,13 +24,13 @@ import time
 
 import torch
 
-from nuwa.bench.output import add_output_args, emit
 from nuwa.bench.memory import isolated, peak_rss_bytes, rss_bytes
+from nuwa.bench.output import add_output_args, emit
 from nuwa.bench.presets import PRESETS, preset_config
-from nuwa.cli import add_config_args
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.settings import ModelConfig, settings
+from nuwa.core.config import add_config_args
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest
+from nuwa.model.config import ModelConfig, settings
 
 log = logging.getLogger(__name__)
 WIDTHS = (1, 2, 4, 8, 16, 32)
@@ -38,7 +38,7 @@ WIDTHS = (1, 2, 4, 8, 16, 32)
 
 def generate_once(model, width: int, rows: int, seed: int, device: torch.device) -> tuple[float, float, object]:
     """(wall seconds, CPU seconds of this process, the NCP used) of one generation."""
-    from nuwa import local
+    from nuwa.model.generate import generate
 
     m = model.cfg.patch
     request = GenerationRequest(grid=(1, rows * m, width * m), batch=1, progress=False,
@@ -47,7 +47,7 @@ def generate_once(model, width: int, rows: int, seed: int, device: torch.device)
         torch.cuda.synchronize()
     start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
-        _, ncp = local.generate(model, request)
+        _, ncp = generate(model, request)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, time.process_time() - cpu, ncp
@@ -55,7 +55,7 @@ def generate_once(model, width: int, rows: int, seed: int, device: torch.device)
 
 def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> dict:
     """One (variant, width) row; meant to run in its own process (nuwa.bench.memory.isolated)."""
-    from nuwa.model import NuwaInfinity
+    from nuwa.model.decoder import NuwaInfinity
 
     torch.manual_seed(seed)
     dev = torch.device(device)

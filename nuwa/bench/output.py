@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nuwa.io import write_json, write_text
+from nuwa.core.io import write_json, write_text
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

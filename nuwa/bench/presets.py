@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from nuwa.config import REPO_ROOT, load_config
+from nuwa.core.config import REPO_ROOT, load_config
 
 PAPER_GEOMETRY = [
     "tokenizer.vqgan.model.n_embed=1024", "nuwa.model.codebook=1024",

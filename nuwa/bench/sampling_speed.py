@@ -29,7 +29,6 @@ import dataclasses
 import logging
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
@@ -38,11 +37,11 @@ from torch import nn
 
 from nuwa.bench.output import add_output_args, emit
 from nuwa.bench.presets import PRESETS, preset_config
-from nuwa.cli import add_config_args
-from nuwa.config import apply_overrides
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest, get, load_module
-from nuwa.text import tokenize
+from nuwa.commands.families import get
+from nuwa.core.config import add_config_args, apply_overrides
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest, load_module
+from nuwa.core.text import tokenize
 
 log = logging.getLogger(__name__)
 CAPTION = "a large lake surrounded by green vegetation and mountains in the background"
@@ -270,15 +269,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
     p.set_defaults(func=_cmd)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark as a program of its own (``python -m baselines.timing`` forwards here)."""
-    parser = argparse.ArgumentParser(prog="nuwa bench sampling-speed", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        return _cmd(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -44,10 +44,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
+from nuwa.core.errors import UserError
+from nuwa.core.io import read_text, require_file
 from nuwa.data.config import LHQCConfig, RQFConfig, VideoConfig
 from nuwa.data.folders import Plan, Sample
-from nuwa.errors import UserError
-from nuwa.io import read_text, require_file
 
 log = logging.getLogger(__name__)
 

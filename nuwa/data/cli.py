@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nuwa.cli import add_config_args, config_from_args
+from nuwa.core.config import add_config_args, config_from_args
 from nuwa.data.config import WORLDS
 
 

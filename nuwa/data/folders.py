@@ -25,8 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from nuwa.errors import UserError
-from nuwa.io import atomic_path, write_json
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

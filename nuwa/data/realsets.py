@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from nuwa.config import REPO_ROOT
-from nuwa.io import write_text
+from nuwa.core.config import REPO_ROOT
+from nuwa.core.io import write_text
 
 REAL = REPO_ROOT / "config" / "real"
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from nuwa.errors import UserError
-from nuwa.io import torch_load, torch_save
+from nuwa.core.errors import UserError
+from nuwa.core.io import torch_load, torch_save
 
 REQUIRED = ("tokens", "captions", "world", "split", "n_embed")
 
@@ -62,7 +62,7 @@ class TokenDataset(Dataset):
 
 def collate_tokens(items: list[dict[str, Any]], context_length: int = 77) -> dict[str, torch.Tensor]:
     """Batch TokenDataset items: {"tokens": Long[B, F, h, w], "text": Long[B, context_length]}."""
-    from nuwa.text import tokenize
+    from nuwa.core.text import tokenize
 
     return {"tokens": torch.stack([it["tokens"] for it in items]),
             "text": tokenize([it["caption"] for it in items], context_length)}

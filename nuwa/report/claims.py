@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metrics.stats import compare, difference
-from nuwa.errors import UserError
-from nuwa.io import write_text
+from nuwa.core.errors import UserError
+from nuwa.core.io import write_text
+from nuwa.model.config import settings
+from nuwa.plan import SWEEP_FIGURES, TABLES, Plan, Row, token_grid
 from nuwa.report import paper
-from nuwa.report.plan import SWEEP_FIGURES, TABLES, Plan, Row
 from nuwa.report.tables import PLATEAU_TOLERANCE, PLATEAU_WINDOW, cell_result, markdown, read_json, write_csv
-from nuwa.settings import settings, token_grid
 
 LINEAR_TOLERANCE = 1.2  # issue 3: seconds per patch at the widest width within 1.2x of 2 patches wide
 UNTESTABLE = "untestable here"

@@ -8,10 +8,9 @@ TABLE_CHOICES = ("table1", "table2", "table3", "table4", "table5", "table6", "ta
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
-    from nuwa.config import REPO_ROOT, load_config
+    from nuwa.core.config import REPO_ROOT, config_from_args, load_config
+    from nuwa.plan import Plan
     from nuwa.report import tables
-    from nuwa.report.plan import Plan
 
     cfg = config_from_args(args)
     if args.table == "table1":
@@ -24,9 +23,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
+    from nuwa.plan import Plan
     from nuwa.report.figures import write_figure
-    from nuwa.report.plan import Plan
 
     write_figure(Plan(config_from_args(args)), args.figure, args.out)
     print(f"wrote {args.out}")
@@ -34,9 +33,9 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
+    from nuwa.plan import Plan
     from nuwa.report.claims import write_claims
-    from nuwa.report.plan import Plan
 
     write_claims(Plan(config_from_args(args)), args.out)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
@@ -44,7 +43,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
     from nuwa.report.provenance import write_provenance
 
     write_provenance(config_from_args(args), args.out)
@@ -53,7 +52,7 @@ def cmd_provenance(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nuwa.cli import add_config_args
+    from nuwa.core.config import add_config_args
 
     parser = sub.add_parser("report", help="tables, figures, claims and provenance of the paper's reproduction")
     commands = parser.add_subparsers(dest="report_command", required=True, metavar="COMMAND")

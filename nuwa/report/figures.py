@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from nuwa.errors import UserError
-from nuwa.io import atomic_path
-from nuwa.report.plan import SAMPLE_FIGURES, SWEEP_FIGURES, TABLES, Plan, Row
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path
+from nuwa.plan import SAMPLE_FIGURES, SWEEP_FIGURES, TABLES, Plan, Row
 from nuwa.report.tables import cell_result, convergence, read_history, read_json, write_csv
 
 
@@ -92,7 +92,7 @@ def sweep_csv_path(out_png: str | Path) -> Path:
 
 # ------------------------------------------------------------------------------ sample sheets
 def _records(folder: Path) -> list[dict]:
-    from nuwa.samples import read_index
+    from nuwa.core.samples import read_index
 
     return read_index(folder)
 

@@ -1,6 +1,6 @@
 """The paper's published numbers, transcribed from the text of arXiv 2207.09814 (NUWA-Infinity).
 
-The only place a paper number is typed in. Row and column labels match nuwa.report.plan.TABLES.
+The only place a paper number is typed in. Row and column labels match nuwa.plan.TABLES.
 Figures 16-17 are plots without printed numbers; their claims are the trends stated in §4.5.
 """
 from __future__ import annotations

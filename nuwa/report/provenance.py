@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping
 
-from nuwa.config import REPO_ROOT, config_hash
-from nuwa.io import write_json
+from nuwa.core.config import REPO_ROOT, config_hash
+from nuwa.core.io import write_json
 
 
 def git(*args: str) -> str:

@@ -14,12 +14,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from metrics.io import read_metric
-from nuwa import io as nuwa_io
-from nuwa.config import apply_overrides
-from nuwa.errors import UserError
-from nuwa.io import require_file, write_json, write_text
+from nuwa.core import io as nuwa_io
+from nuwa.core.config import apply_overrides
+from nuwa.core.errors import UserError
+from nuwa.core.io import require_file, write_json, write_text
+from nuwa.plan import TABLES, Cell, Plan, Row
 from nuwa.report import paper
-from nuwa.report.plan import TABLES, Cell, Plan, Row
 
 # Table 7c: a run has plateaued when its validation loss fell by less than PLATEAU_TOLERANCE (relative)
 # over the last PLATEAU_WINDOW of its training (in epochs); only then does "converges faster" mean anything.
@@ -73,7 +73,7 @@ def convergence(histories: Mapping[str, str | Path]) -> dict[str, dict]:
 
 
 def parameter_count(checkpoint: str | Path) -> int:
-    from nuwa.io import torch_load
+    from nuwa.core.io import torch_load
 
     state = torch_load(checkpoint, "checkpoint")["model"]
     return int(sum(t.numel() for t in state.values()))
@@ -247,9 +247,9 @@ def split_sizes(wc: Any, world: str) -> tuple[int, int]:
 
 def table1_column(cfg: Mapping, task: str) -> dict[str, str]:
     """Table 1's rows for one task column, read from a full config (the task's overrides applied)."""
+    from nuwa.core.text import CONTEXT_LENGTH
     from nuwa.data.config import world_config
-    from nuwa.settings import settings
-    from nuwa.text import CONTEXT_LENGTH
+    from nuwa.model.config import settings
     from nuwa.tokenizer.config import vqgan_config
 
     spec = cfg["experiments"]["tasks"][task]

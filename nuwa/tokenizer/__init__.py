@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.config import build
-from nuwa.errors import UserError
-from nuwa.io import require_file, torch_load
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.config import build
+from nuwa.core.errors import UserError
+from nuwa.core.io import require_file, torch_load
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 from nuwa.tokenizer.pg_vqgan import PGVQGAN
 from nuwa.tokenizer.vqgan import VQGAN

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.cli import add_config_args, config_from_args
-from nuwa.errors import UserError
-from nuwa.io import torch_load, write_json
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.config import add_config_args, config_from_args
+from nuwa.core.errors import UserError
+from nuwa.core.io import torch_load, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

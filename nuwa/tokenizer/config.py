@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nuwa.config import build, section
-from nuwa.errors import UserError
+from nuwa.core.config import build, section
+from nuwa.core.errors import UserError
 
 
 @dataclass

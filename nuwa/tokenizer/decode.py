@@ -18,8 +18,8 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm.auto import tqdm
 
-from nuwa.errors import UserError
-from nuwa.io import atomic_path
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path
 from nuwa.tokenizer.vqgan import VQGAN
 
 
@@ -40,7 +40,7 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
 
 def allocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
     """A uint8 .npy memmap whose disk blocks are allocated up front: a full disk is an OSError here
-    (one line, via nuwa.io.atomic_path), not a SIGBUS when a page of the sparse file is first written."""
+    (one line, via nuwa.core.io.atomic_path), not a SIGBUS when a page of the sparse file is first written."""
     canvas = open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
     with open(path, "rb+") as fh:
         os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)

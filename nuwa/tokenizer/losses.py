@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuwa.errors import UserError
-from nuwa.io import require_file, require_named_hash, torch_load
+from nuwa.core.errors import UserError
+from nuwa.core.io import require_file, require_named_hash, torch_load
 from nuwa.tokenizer.config import LossConfig
 
 VGG_STAGES = (3, 8, 15, 22, 29)  # torchvision vgg16.features indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3

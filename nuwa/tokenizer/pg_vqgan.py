@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 from nuwa.tokenizer.vqgan import VQGAN, Downsample, ResnetBlock
 

@@ -19,7 +19,7 @@ from nuwa.tokenizer.train import open_split
 from nuwa.tokenizer.vqgan import VQGAN
 
 if TYPE_CHECKING:
-    from metrics.backbones import Backbone
+    from metrics.backbone import Backbone
 
 
 def psnr(real: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
@@ -63,7 +63,7 @@ def reconstruction_report(tokenizer: VQGAN, data_dir: str | Path, split: str = "
            "codebook_usage": round((counts > 0).float().mean().item(), 4),
            "codebook_perplexity": round(math.exp(entropy), 2), "n_embed": tokenizer.n_embed}
     if backbone is not None:
-        from metrics.backbones import extract
+        from metrics.backbone import extract
         from metrics.fid import fid_from_features
 
         feats = {k: extract(backbone, v, len(v), desc=f"{k} features") for k, v in frames.items()}

@@ -20,14 +20,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.errors import UserError
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.errors import UserError
+from nuwa.core.trainer import EpochSampler, check_same_run, lr_lambda, resume_path
 from nuwa.tokenizer import arch_dict, load
 from nuwa.tokenizer.config import OptimConfig, PGVQGANConfig, VQGANConfig
 from nuwa.tokenizer.losses import VQLoss
 from nuwa.tokenizer.pg_vqgan import PGVQGAN
 from nuwa.tokenizer.vqgan import VQGAN
-from nuwa.trainer import EpochSampler, check_same_run, lr_lambda, resume_path
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 from nuwa.tokenizer.config import DDConfig, VQGANArch
 
 

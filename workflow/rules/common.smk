@@ -7,10 +7,10 @@ import sys
 import yaml
 
 from nuwa.data.config import WORLDS, VideoConfig, world_config
-from nuwa.report.plan import BACKBONE_TASK, METRIC_BACKBONE, REFERENCE_BACKBONE, SAMPLE_FIGURES, \
+from nuwa.plan import BACKBONE_TASK, METRIC_BACKBONE, REFERENCE_BACKBONE, SAMPLE_FIGURES, \
     SWEEP_FIGURES, TABLES, Plan
 
-from nuwa.config_cli import check_all
+from nuwa.commands.config import check_all
 
 check_all(config)  # every package's check_config and every run's overrides: a bad value fails before any work
 PY = sys.executable

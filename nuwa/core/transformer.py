@@ -4,7 +4,7 @@
   text), FFN. Where a block's self-attention takes its keys from is a :class:`Keys` object: the
   new positions alone (:class:`Fresh`: training, MaskGIT, Taming's sliding window), or a
   :class:`KVCache` written in place (:class:`Cached`: decoding), or NUWA-Infinity's training
-  memory (nuwa.model).
+  memory (nuwa.model.decoder).
 * :class:`KVCache`: per-layer keys and values in buffers allocated once per generation,
   ``update(layer, positions, k, v)`` writes the new positions in place (gpt-fast's static cache):
   no per-token ``torch.cat``, and a decode step whose shapes do not change from token to token.
@@ -12,11 +12,13 @@
   :func:`decode_one_token`, :func:`decode_n_tokens` (sample, feed, repeat), over a model ``step``
   ``(ids [B, S], positions [S]) -> logits [B, S, V]``. :func:`compiled` wraps a step in
   ``torch.compile`` (CUDA graphs through mode="reduce-overhead" on a GPU).
+* :class:`TransformerSize`: the sizes all three models share (codebook, depth, width, heads, text
+  encoder); NUWA-Infinity's ``nuwa.model`` section sets them, and the baselines inherit them.
 """
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
@@ -24,7 +26,20 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from nuwa.core.text import TextConfig
+
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TransformerSize:
+    """The sizes of a token transformer that NUWA-Infinity and the baselines share (``nuwa.model``)."""
+
+    codebook: int = 512                      # VQGAN codebook size (tokenizer n_embed)
+    layers: int = 4
+    dim: int = 128
+    heads: int = 4
+    text: TextConfig | None = field(default_factory=TextConfig)  # null: no text encoder (unconditional)
 
 
 @dataclass

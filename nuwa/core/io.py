@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 MiB = 1 << 20
 CONTENT_HASH = "content_sha256"  # key of the content hash inside torch_save'd dicts and checksummed JSON
@@ -275,3 +275,20 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise UserError(f"{what} {p} is unreadable ({type(exc).__name__}: {detail}); pass the right file, "
                         "or delete it and rerun the step that writes it") from exc
     return verify(obj, what, p)
+
+
+def rgb_array(img, path: str | Path) -> np.ndarray:
+    """uint8 [H, W, 3] of a loaded PIL image of any mode: 16-bit and 32-bit integer images are scaled
+    (PIL's own conversion clips them to white), palette / CMYK / grey converted, and an image with
+    transparent pixels refused (what is under them is undefined)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        grey = np.clip(np.rint(grey * 255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if alpha.min() < 255:
+            raise UserError(f"image {path} has transparent pixels ({int((alpha < 255).sum())} of {alpha.size}); "
+                            "flatten it onto a background (e.g. save it as RGB JPEG/PNG) and pass that")
+    return np.asarray(img.convert("RGB"))

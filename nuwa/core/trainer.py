@@ -38,9 +38,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.errors import UserError
-from nuwa.io import write_text
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.errors import UserError
+from nuwa.core.io import write_text
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # a target the training losses skip (F.cross_entropy's ignore_index)

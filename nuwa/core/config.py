@@ -4,9 +4,12 @@
 overrides and validates the result against ``workflow/schemas/config.schema.yaml`` when it exists.
 ``build(Dataclass, mapping, where)`` turns one section into a dataclass, rejecting unknown keys
 and wrongly typed values with a one-line :class:`UserError` that names the key.
+``add_config_args`` / ``config_from_args`` are the ``--config`` / ``--set`` options every
+config-driven command shares.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import hashlib
@@ -19,10 +22,10 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 T = TypeVar("T")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -179,3 +182,16 @@ def section(cfg: Mapping, dotted: str) -> dict:
             return {}
         node = node[k]
     return dict(node)
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The options every config-driven command shares."""
+    parser.add_argument("--config", action="append", default=None, metavar="YAML",
+                        help="config file(s), merged left to right (default: config/config.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set nuwa.model.layers=4 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    paths = args.config or [REPO_ROOT / "config" / "config.yaml"]
+    return load_config(paths, args.overrides)

@@ -1,7 +1,7 @@
 """`nuwa ...`: the console entry every workflow rule calls.
 
 Each command group lives next to its logic and exposes ``register(subparsers)``; this module only
-assembles them, sets up logging and turns :class:`nuwa.errors.UserError` into one line on stderr
+assembles them, sets up logging and turns :class:`nuwa.core.errors.UserError` into one line on stderr
 and exit status 2.
 """
 from __future__ import annotations
@@ -12,36 +12,21 @@ import logging
 import os
 import sys
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 OWN_LOGGERS = ("nuwa", "metrics", "baselines", "bench")  # log at INFO (DEBUG with --verbose)
 # module path -> exposes register(subparsers); each adds one top-level command (group)
 COMMANDS: list[str] = [
     "nuwa.data.cli",
     "nuwa.tokenizer.cli",
-    "nuwa.train",
-    "nuwa.generate",
-    "nuwa.samples",
+    "nuwa.commands.train",
+    "nuwa.commands.generate",
+    "nuwa.commands.samples",
     "metrics.cli",
     "nuwa.report.cli",
-    "nuwa.config_cli",
+    "nuwa.commands.config",
     "nuwa.bench",
 ]
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """The options every config-driven command shares."""
-    parser.add_argument("--config", action="append", default=None, metavar="YAML",
-                        help="config file(s), merged left to right (default: config/config.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set nuwa.model.layers=4 (repeatable)")
-
-
-def config_from_args(args: argparse.Namespace) -> dict:
-    from nuwa.config import REPO_ROOT, load_config
-
-    paths = args.config or [REPO_ROOT / "config" / "config.yaml"]
-    return load_config(paths, args.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:

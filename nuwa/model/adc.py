@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 ORDERS = ("omega", "omega*", "zeta", "zeta*")
 

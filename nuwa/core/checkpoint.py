@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from nuwa.errors import UserError
-from nuwa.io import torch_load, torch_save
+from nuwa.core.errors import UserError
+from nuwa.core.io import torch_load, torch_save
 
 FORMAT_VERSION = 1
 

@@ -1,8 +1,8 @@
 """`nuwa generate {uncond,t2i,outpaint,animate,t2v}`: sampling for every model family.
 
 Algorithm 2 lives in the families (``family.generate``). This module turns a request in pixels
-(canvas size, captions, input images) into a :class:`nuwa.family.GenerationRequest` in tokens
-(known tokens from the VQGAN-encoded input, aligned by the rule of :mod:`nuwa.inputs`), decodes
+(canvas size, captions, input images) into a :class:`nuwa.core.family.GenerationRequest` in tokens
+(known tokens from the VQGAN-encoded input, aligned by the rule of :mod:`nuwa.commands.inputs`), decodes
 the generated grids to pixels (images: VQGAN, column strip by column strip; videos: the first
 frame given (animate) or VQGAN-decoded (t2v), later frames by PG-VQGAN from the previous frame)
 and writes the sample folder of docs/contracts.md into a temporary folder renamed at the end.
@@ -26,14 +26,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nuwa import checkpoint
-from nuwa import family as families
-from nuwa.errors import UserError
-from nuwa.inputs import DIRECTIONS, check_canvas, cover, known_part, outpaint_input, read_image
-from nuwa.io import atomic_path, read_text, require_file
-from nuwa.samples import SampleWriter, check_video_format
-from nuwa.sampling import SamplingConfig
-from nuwa.train import patch_tokens
+from nuwa.commands import families
+from nuwa.commands.inputs import DIRECTIONS, check_canvas, cover, known_part, outpaint_input, read_image
+from nuwa.commands.train import patch_tokens
+from nuwa.core import checkpoint
+from nuwa.core.errors import UserError
+from nuwa.core.family import GenerationRequest, module_from_checkpoint
+from nuwa.core.io import atomic_path, read_text, require_file
+from nuwa.core.samples import SampleWriter, check_video_format
+from nuwa.core.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def load_tokenizer(path: Path, flag: str) -> Any:
 def load(settings: Settings) -> Loaded:
     fam = families.get(settings.model)
     ckpt = checkpoint.load(settings.checkpoint, fam.kind)
-    module = families.module_from_checkpoint(fam, ckpt)
+    module = module_from_checkpoint(fam, ckpt)
     tok = load_tokenizer(settings.tokenizer, "--tokenizer")
     pg = None
     if settings.task in VIDEO_TASKS:
@@ -248,7 +249,7 @@ def condition(jobs: list[Job], settings: Settings, grid: tuple[int, int, int], t
 
 
 def text_ids(jobs: list[Job]) -> torch.Tensor | None:
-    from nuwa.text import tokenize
+    from nuwa.core.text import tokenize
 
     return None if jobs[0].caption is None else tokenize([job.caption for job in jobs])
 
@@ -289,7 +290,7 @@ def sample_batch(jobs: list[Job], start: int, settings: Settings, loaded: Loaded
     seed = settings.seed + start
     t0 = time.time()
     cond = condition(jobs, settings, grid, loaded.tokenizer, unit)
-    request = families.GenerationRequest(  # sample i draws from its own stream (seed + i): the batch size does not matter
+    request = GenerationRequest(  # sample i draws from its own stream (seed + i): the batch size does not matter
         grid=(frames, height // f, width // f), batch=len(jobs), text=text_ids(jobs),
         known=cond.known, known_mask=cond.mask, sampling=settings.sampling,
         generator=torch.Generator().manual_seed(seed), progress=settings.progress,
@@ -377,7 +378,7 @@ def run_info(settings: Settings, grid: tuple[int, int, int], n: int, seconds: fl
             "seconds_per_sample": round(seconds / n, 4)}
 
 
-def check_output(tokens: torch.Tensor, request: families.GenerationRequest, model: str) -> None:
+def check_output(tokens: torch.Tensor, request: GenerationRequest, model: str) -> None:
     """The family's answer has the asked shape and kept every given token (Family protocol)."""
     expected = (request.batch, *request.grid)
     if tuple(tokens.shape) != expected:
@@ -392,7 +393,7 @@ def check_output(tokens: torch.Tensor, request: families.GenerationRequest, mode
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nuwa.cli import add_config_args
+    from nuwa.core.config import add_config_args
 
     parser = sub.add_parser("generate", help="sample images or videos from a trained model",
                             description=__doc__.splitlines()[0])
@@ -477,7 +478,7 @@ def settings_from_args(args: argparse.Namespace, cfg: dict) -> Settings:
 
 
 def main(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
 
     cfg = config_from_args(args)
     settings = settings_from_args(args, cfg)

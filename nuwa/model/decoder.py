@@ -6,16 +6,16 @@ token i+1 (AR). NAR/P-NAR add a second stream per patch: masked copies of the to
 their own patch bidirectionally and the context, and predict the masked tokens; the clean stream
 provides the cache.
 
-Layers are nuwa.engine's :class:`~nuwa.engine.Block`, shared with the baselines. Two ways in:
+Layers are nuwa.core.transformer's :class:`~nuwa.core.transformer.Block`, shared with the baselines. Two ways in:
 
-* ``forward`` (training, evaluation): the new positions attend to a :class:`~nuwa.ncp.Memory`
+* ``forward`` (training, evaluation): the new positions attend to a :class:`~nuwa.model.ncp.Memory`
   (context caches from NCP) and to themselves, under one mask rule: key k is visible to query q when
     - same patch and stream, and (bidirectional or k is not after q), or
     - k is a token of the clean stream of an EARLIER patch inside q's extent (NCP.Select).
   So the whole image in one pass (``parallel``: every patch, no memory) and the sequential NCP loop
   give the same numbers. ADC.emb enters as an additive bias to the logits of
-  ``scaled_dot_product_attention`` (pre- or post-feeding, see nuwa.adc).
-* ``begin_patch`` / ``decode`` (generation, nuwa.local): once per patch the context's keys and
+  ``scaled_dot_product_attention`` (pre- or post-feeding, see nuwa.model.adc).
+* ``begin_patch`` / ``decode`` (generation, nuwa.model.generate): once per patch the context's keys and
   values are read from the NCP pool into the patch's static KV cache with ADC.emb added to the keys
   (Eq. 9, pre-feeding) or as a logit bias (post-feeding), and the attention masks of both streams
   are built; then ``decode`` feeds one or more positions of the patch (prefill, one token, a
@@ -31,12 +31,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from nuwa import engine
-from nuwa.adc import ORDERS, Patch, RelativePosition, token_order
-from nuwa.engine import Block, Cached, KVCache, TextKV
-from nuwa.ncp import Memory, Positions
-from nuwa.settings import ModelConfig
-from nuwa.text import TextEncoder
+from nuwa.core import transformer
+from nuwa.core.text import TextEncoder
+from nuwa.core.transformer import Block, Cached, KVCache, TextKV
+from nuwa.model.adc import ORDERS, Patch, RelativePosition, token_order
+from nuwa.model.config import ModelConfig
+from nuwa.model.ncp import Memory, Positions
 
 
 class Output(NamedTuple):
@@ -82,7 +82,7 @@ class PatchState:
     tpos: torch.Tensor             # Long[M+1] spatial token position of each within-patch index (start query: M)
     order: torch.Tensor            # Long[1] its writing order (selects the start query)
     slot: torch.Tensor             # Long[M+1] its slot in the NCP pool
-    pool: KVCache                  # the NCP pool (nuwa.ncp.SlotPool.kv)
+    pool: KVCache                  # the NCP pool (nuwa.model.ncp.SlotPool.kv)
     text: TextKV | None
     static: bool = False           # every step attends over the whole cache (fixed shapes, for torch.compile)
 
@@ -171,7 +171,7 @@ class NuwaInfinity(nn.Module):
         if self.text is None or text is None:
             return None
         states, valid = self.text(text[:, :self.cfg.text.context_length])  # captions are short: truncate the 77-id rows
-        return engine.encode_text(self.blocks, states, valid)
+        return transformer.encode_text(self.blocks, states, valid)
 
     def embed(self, ids: torch.Tensor, pos: Positions) -> torch.Tensor:
         x = self.tok(ids) + self.pos(pos.tpos)
@@ -258,7 +258,7 @@ class NuwaInfinity(nn.Module):
         if self.cfg.pos_feed == "post":
             gap = emb.new_zeros(emb.shape[0], 1, own - c)
             bias = torch.cat([emb[..., :c], gap, emb[..., c:]], -1)
-        masks = tuple((engine.additive(sees, k.dtype)[None] + bias)[None] for sees in visible)  # 4-d: SDPA's fused CPU kernel
+        masks = tuple((transformer.additive(sees, k.dtype)[None] + bias)[None] for sees in visible)  # 4-d: SDPA's fused CPU kernel
         return PatchState(view, own, masks, emb[:, c:] if self.cfg.pos_feed == "pre" else None, own_tpos,
                           torch.tensor([order], device=device), slot, pool, text, static)
 

@@ -8,7 +8,7 @@ OUT/samples.jsonl             {"file", "caption", "seed", "task", "model", "widt
 OUT/run.json                  command, checkpoint, sampling settings, total seconds, n, index_sha256
 OUT/masks.pt                  outpainting only: Bool[N, h, w], True where tokens were generated
 ```
-:class:`SampleWriter` fills a temporary folder; ``nuwa.io.atomic_path(OUT, is_dir=True)`` renames
+:class:`SampleWriter` fills a temporary folder; ``nuwa.core.io.atomic_path(OUT, is_dir=True)`` renames
 it into place only when every sample is written, so a failed run leaves nothing behind.
 :func:`read_index` is how every consumer reads a sample folder: run.json holds the sample count and
 the SHA-256 of samples.jsonl, so an index changed after the fact is refused with one line.
@@ -21,7 +21,6 @@ fields (``seconds`` per sample and per run, the run's command line, hence ``inde
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shlex
@@ -32,8 +31,8 @@ from typing import Any, Literal
 
 import torch
 
-from nuwa.errors import UserError
-from nuwa.io import atomic_path, read_json, read_text, torch_load
+from nuwa.core.errors import UserError
+from nuwa.core.io import atomic_path, read_json, read_text, torch_load
 
 VideoFormat = Literal["gif", "mp4"]
 INDEX, RUN = "samples.jsonl", "run.json"
@@ -184,17 +183,3 @@ def merge(folders: list[Path], out: Path, command: list[str] | None = None) -> P
         write_index(tmp, records, tokens, run, masks)
     return out
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("samples", help="sample folders: join the shards of a sharded `nuwa generate`")
-    cmds = p.add_subparsers(dest="samples_command", required=True, metavar="COMMAND")
-    m = cmds.add_parser("merge", help="join `nuwa generate --shard I/N` folders into one sample folder",
-                        description="join the N shard folders of one sample set into the folder one process writes")
-    m.add_argument("--out", required=True, type=Path, help="sample folder to write (replaced atomically)")
-    m.add_argument("shards", nargs="+", type=Path, help="the shard folders, any order")
-    m.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    print(merge(args.shards, args.out))
-    return 0

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from nuwa.config import apply_overrides
-from nuwa.errors import UserError
+from nuwa.core.config import apply_overrides
+from nuwa.core.errors import UserError
 
 TABLE4_DIRECTIONS = ("right", "left", "down", "up")  # Table 4's columns (`nuwa generate` also takes "around")
 # generation task of `nuwa generate` -> the Table 1 task whose model serves it
@@ -33,6 +33,32 @@ REFERENCE_BACKBONE = {"image": "inception", "clip": "clip", "video": "i3d"}
 BACKBONE_TASK = {"image": "t2i", "clip": "t2i", "video": "animate"}
 # numbers that are not metric JSONs: read from a sample run's timing, a run's history or its checkpoint
 SPECIAL_METRICS = ("speed", "epoch", "params", "depth", "dim")
+
+
+def token_grid(cfg: dict, world: str) -> tuple[int, int]:
+    """(h, w) tokens of one training image of ``world``: its size over the VQGAN factor (one line if not whole)."""
+    from nuwa.data.config import world_config
+    from nuwa.tokenizer.config import vqgan_config
+
+    wc = world_config(cfg, world)
+    width = getattr(wc, "crop", None) or wc.width
+    factor = 2 ** (len(vqgan_config(cfg).model.ddconfig.ch_mult) - 1)
+    if wc.height % factor or width % factor:
+        raise UserError(f"data.{world} images are {width}x{wc.height} pixels, not a multiple of the VQGAN factor "
+                        f"{factor} (tokenizer.vqgan.model.ddconfig.ch_mult); use sizes divisible by {factor}")
+    return wc.height // factor, width // factor
+
+
+def check_patch_grid(cfg: dict, world: str) -> None:
+    """nuwa.model.patch must tile the token grid of ``world``'s images exactly (NUWA-Infinity runs)."""
+    from nuwa.model.config import settings
+
+    patch = settings(cfg).model.patch
+    h, w = token_grid(cfg, world)
+    if h % patch or w % patch:
+        fits = [m for m in range(1, min(h, w) + 1) if h % m == 0 and w % m == 0]
+        raise UserError(f"nuwa.model.patch={patch} does not divide the {h}x{w} token grid of data.{world} "
+                        f"(image size / VQGAN factor); set nuwa.model.patch to one of {fits}")
 
 
 @dataclass(frozen=True)
@@ -221,7 +247,7 @@ class Plan:
         cfg = run.effective(self.cfg)
         if run.model != "nuwa":
             return {"baselines": cfg.get("baselines"), "nuwa": cfg.get("nuwa")}
-        from nuwa.settings import settings
+        from nuwa.model.config import settings
 
         try:
             return dataclasses.asdict(settings(cfg))
@@ -236,7 +262,7 @@ class Plan:
         if run.model != "nuwa":
             return int(cfg["baselines"][run.model]["train"]["epochs"])
         from nuwa.data.config import world_config
-        from nuwa.settings import settings, token_grid
+        from nuwa.model.config import settings
 
         s = settings(cfg)
         if s.train.loss != "patch":
@@ -248,8 +274,8 @@ class Plan:
         """Each scored sample set drawn from a procedural test split leaves real test items to score it against:
         the metrics leave out the items the samples were conditioned on (docs/metrics.md). Folder worlds,
         whose test size the files decide, are checked by `nuwa eval` itself."""
-        from nuwa.data.config import world_config
         from metrics.fid import MIN_SAMPLES
+        from nuwa.data.config import world_config
 
         for name in sorted({c.sample_set for t in TABLES.values() for c in t.columns.values() if c.sample_set} |
                            {c.sample_set for f in SWEEP_FIGURES.values() for c in f.curves.values()}):

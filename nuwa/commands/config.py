@@ -7,17 +7,17 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from nuwa.errors import UserError
+from nuwa.core.errors import UserError
 
 # every package that owns a config section exposes check_config(cfg) -> None (raises UserError)
-CHECKERS = ("nuwa.data.config", "nuwa.tokenizer.config", "nuwa.settings", "baselines.config", "metrics.config")
+CHECKERS = ("nuwa.data.config", "nuwa.tokenizer.config", "nuwa.model.config", "baselines.config", "metrics.config")
 
 
 def check_all(cfg: dict) -> list[str]:
     """Run every package's check_config and resolve the experiments plan (each run's overrides included,
     and for NUWA-Infinity runs whether the patch tiles the token grid of the run's world)."""
-    from nuwa.config import validate
-    from nuwa.report.plan import Plan
+    from nuwa.core.config import validate
+    from nuwa.plan import Plan
 
     validate(cfg)
     for name in CHECKERS:
@@ -26,7 +26,7 @@ def check_all(cfg: dict) -> list[str]:
         except ImportError as exc:
             raise UserError(f"cannot check the config: {name} does not import ({exc}); reinstall the suite") from exc
         module.check_config(cfg)
-    from nuwa.settings import check_patch_grid
+    from nuwa.plan import check_patch_grid
 
     plan = Plan(cfg)
     plan.check_reference_sets()
@@ -43,7 +43,7 @@ def check_all(cfg: dict) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
 
     checked = check_all(config_from_args(args))
     print(f"config ok: schema, {', '.join(checked)}")
@@ -51,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nuwa.cli import add_config_args
+    from nuwa.core.config import add_config_args
 
     parser = sub.add_parser("config", help="validate the configuration")
     commands = parser.add_subparsers(dest="config_command", required=True, metavar="COMMAND")

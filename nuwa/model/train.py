@@ -1,16 +1,17 @@
-"""NUWA-Infinity as a model family (nuwa.family): build, training recipe (Algorithm 1), generation.
+"""Algorithm 1: NUWA-Infinity's training recipe (loss, teacher-forced patch layout, optimizer steps).
 
 Training draws one of the four ADC orders per sample. ``patch`` loss runs the patches in order
 through NCP and makes an optimizer step after every patch (paper 4.5.3). The caches NCP keeps
 are the patches' detached layer inputs a_n (Eq. 12), which every later patch projects with the
-current W^k / W^v, so those weights learn through the context too; ``accumulated`` loss computes the whole image in one forward (the parallel form,
-exact for fixed parameters) and makes one step per image. Validation uses the parallel form with
-a fixed order per sample (sample i gets order i mod 4) and fixed masks, so epochs compare.
+current W^k / W^v, so those weights learn through the context too; ``accumulated`` loss computes
+the whole image in one forward (the parallel form, exact for fixed parameters) and makes one step
+per image. Validation uses the parallel form with a fixed order per sample (sample i gets order
+i mod 4) and fixed masks, so epochs compare.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -18,16 +19,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nuwa import adc, local
-from nuwa.config import build
-from nuwa.errors import UserError
-from nuwa.family import GenerationRequest
-from nuwa.model import NuwaInfinity
-from nuwa.ncp import NCP, Positions
-from nuwa.sampling import SamplingConfig, training_mask
-from nuwa.settings import ModelConfig, NuwaSettings, TrainSettings, settings
-from nuwa.text import drop_text
-from nuwa.trainer import IGNORE, Stepper
+from nuwa.core.errors import UserError
+from nuwa.core.sampling import training_mask
+from nuwa.core.text import drop_text
+from nuwa.core.trainer import IGNORE, Stepper
+from nuwa.model import adc
+from nuwa.model.config import NuwaSettings
+from nuwa.model.decoder import NuwaInfinity
+from nuwa.model.ncp import NCP, Positions
 
 
 @dataclass
@@ -148,39 +147,3 @@ class NuwaTrainable:
         orders = torch.arange(tokens.shape[0], device=tokens.device) % len(adc.ORDERS)
         layout = teacher_layout(self.module, tokens, orders, torch.Generator().manual_seed(0))
         return loss_of(net(layout.ids, layout.pos, None, self._text(batch, train=False), parallel=True).logits, layout.targets).item()
-
-
-class NuwaFamily:
-    kind = "nuwa"
-
-    def build(self, cfg: dict) -> nn.Module:
-        return NuwaInfinity(settings(cfg).model)
-
-    def model_config(self, module: nn.Module) -> dict:
-        return asdict(self._check(module).cfg)
-
-    def from_config(self, model_config: dict) -> nn.Module:
-        return NuwaInfinity(build(ModelConfig, model_config, "nuwa checkpoint config"))
-
-    def trainable(self, module: nn.Module, cfg: dict) -> NuwaTrainable:
-        return NuwaTrainable(self._check(module), settings(cfg))
-
-    def train_config(self, cfg: dict) -> TrainSettings:
-        return settings(cfg).train
-
-    def sampling_config(self, cfg: dict) -> SamplingConfig:
-        return settings(cfg).sample
-
-    def generate(self, module: nn.Module, request: GenerationRequest) -> torch.Tensor:
-        model = self._check(module)
-        with torch.no_grad():
-            return local.generate(model, request)[0]
-
-    @staticmethod
-    def _check(module: nn.Module) -> NuwaInfinity:
-        if not isinstance(module, NuwaInfinity):
-            raise UserError(f"expected a NUWA-Infinity model, got {type(module).__name__}; pass a checkpoint made with --model nuwa")
-        return module
-
-
-FAMILY = NuwaFamily()

@@ -15,7 +15,7 @@ gradients through the context. At inference the parameters are fixed, so the pro
 keys and values (``kv``) are the same numbers and cheaper. In the "w/o caches" mode (Table 6) it is
 only the first-layer input (the token embeddings), which every layer projects itself.
 
-At inference (:class:`SlotPool`) the caches live in one preallocated nuwa.engine.KVCache, a slot
+At inference (:class:`SlotPool`) the caches live in one preallocated nuwa.core.transformer.KVCache, a slot
 per cached patch, written in place while the patch is decoded -- the same structure as every
 other KV cache of the engine; the number of slots is the peak number of live caches, known from
 the plan before generation starts.
@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from nuwa.engine import KVCache
+from nuwa.core.transformer import KVCache
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -78,7 +78,7 @@ class Sampler:
 
     @classmethod
     def of(cls, request) -> Sampler:
-        """The sampler of a nuwa.family.GenerationRequest (its per-sample streams when it has them)."""
+        """The sampler of a nuwa.core.family.GenerationRequest (its per-sample streams when it has them)."""
         return cls(request.sampling, request.generator, request.generators)
 
     def _rows(self, draw, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ class Sampler:
         return self._rows(lambda x, g: gumbel(x.shape, g, x.device), like)
 
     def remask(self, prob: torch.Tensor, masked: torch.Tensor, still_masked: int, temperature: float) -> torch.Tensor:
-        """nuwa.sampling.remask with this generation's random streams."""
+        """nuwa.core.sampling.remask with this generation's random streams."""
         return least_confident(prob, masked, still_masked, temperature * self.gumbel(prob))
 
 

@@ -1,12 +1,11 @@
-"""Model families behind `nuwa train/generate --model nuwa|taming|maskgit`.
+"""The model-family protocol behind `nuwa train/generate --model nuwa|taming|maskgit`.
 
-Each family is a module-level object ``FAMILY`` implementing :class:`Family`; the registry maps the
-CLI name to it lazily, so NUWA-Infinity and the baselines share the CLI, checkpoints, training loop
-and output files and the metrics cannot tell which model made an image.
+Each family is a module-level object ``FAMILY`` implementing :class:`Family` (nuwa.commands.families
+maps the CLI name to it), so NUWA-Infinity and the baselines share the CLI, checkpoints, training
+loop and output files and the metrics cannot tell which model made an image.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -14,16 +13,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from nuwa import checkpoint as ckpt_io
-from nuwa.errors import UserError
-from nuwa.sampling import SamplingConfig
-from nuwa.trainer import Trainable, TrainConfig
-
-REGISTRY = {
-    "nuwa": "nuwa.nuwa_family",
-    "taming": "baselines.taming",
-    "maskgit": "baselines.maskgit",
-}
+from nuwa.core import checkpoint as ckpt_io
+from nuwa.core.sampling import SamplingConfig
+from nuwa.core.trainer import Trainable, TrainConfig
 
 
 @dataclass
@@ -70,7 +62,7 @@ class Family(Protocol):
 
 
 def module_from_checkpoint(family: Family, ckpt: dict) -> nn.Module:
-    """The model of a checkpoint written by ``nuwa train`` (``nuwa.checkpoint.load`` output), in eval mode."""
+    """The model of a checkpoint written by ``nuwa train`` (``nuwa.core.checkpoint.load`` output), in eval mode."""
     module = family.from_config(ckpt["config"])
     module.load_state_dict(ckpt["model"])
     return module.eval()
@@ -80,8 +72,3 @@ def load_module(family: Family, path: str | Path) -> nn.Module:
     """The model of a ``nuwa train --model NAME`` checkpoint file (a missing or foreign file is one UserError line)."""
     return module_from_checkpoint(family, ckpt_io.load(path, family.kind))
 
-
-def get(name: str) -> Family:
-    if name not in REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}")
-    return importlib.import_module(REGISTRY[name]).FAMILY

@@ -1,7 +1,7 @@
 """`nuwa train --model {nuwa,taming,maskgit}`: one training command for every model family.
 
 The family builds its model from the config and supplies the training recipe
-(``family.trainable``); :func:`nuwa.trainer.fit` runs it over the token shards (AdamW + warm-up,
+(``family.trainable``); :func:`nuwa.core.trainer.fit` runs it over the token shards (AdamW + warm-up,
 bf16 on GPU, DDP under torchrun, exact resume from ``<out>.resume``, per-epoch validation CSV).
 The checkpoint holds ``kind = family.kind``, the family's model config, and under ``data`` what
 generation needs to know about the training shard (token grid, image size, codebook size).
@@ -13,12 +13,12 @@ import logging
 import os
 from pathlib import Path
 
-from nuwa import family as families
-from nuwa.checkpoint import seed_everything
+from nuwa.commands import families
+from nuwa.core.checkpoint import seed_everything
+from nuwa.core.errors import UserError
+from nuwa.core.trainer import fit
 from nuwa.data.tokens import TokenDataset, collate_tokens
-from nuwa.errors import UserError
-from nuwa.settings import settings
-from nuwa.trainer import fit
+from nuwa.model.config import settings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def train(model: str, train_shard: Path, val_shard: Path, out: Path, cfg: dict, 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nuwa.cli import add_config_args
+    from nuwa.core.config import add_config_args
 
     p = sub.add_parser("train", help="train NUWA-Infinity or a baseline on token shards",
                        description=__doc__.splitlines()[0])
@@ -100,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from nuwa.cli import config_from_args
+    from nuwa.core.config import config_from_args
 
     cfg = config_from_args(args)
     families.get(args.model)

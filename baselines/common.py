@@ -27,7 +27,7 @@ from nuwa.core.config import build
 from nuwa.core.errors import UserError
 from nuwa.core.family import GenerationRequest
 from nuwa.core.sampling import SamplingConfig, guide
-from nuwa.core.text import TextEncoder, drop_text, tokenize
+from nuwa.core.text import TextEncoder, drop_text, guidance_captions
 from nuwa.core.trainer import Stepper, TrainConfig
 from nuwa.core.transformer import Block, Cached, Fresh, KVCache, TextKV
 
@@ -117,14 +117,9 @@ class Conditioning:
         self.context = None
         if module.text is None:  # a model without text encoder (fresh benchmark models): unconditional
             return
-        device = next(module.parameters()).device
-        length = module.cfg.text.context_length if text is None else text.shape[1]
-        empty = tokenize([""], length).to(device).expand(batch, -1)
-        text = empty if text is None else text.to(device)
-        if text.shape[0] != batch:
-            raise UserError(f"got {text.shape[0]} captions for a batch of {batch}; pass one caption per sample")
+        captions = guidance_captions(text, batch, self.guided, module.cfg.text.context_length)
         with torch.no_grad():
-            self.context = module.encode_text(torch.cat([text, empty]) if self.guided else text)
+            self.context = module.encode_text(captions.to(next(module.parameters()).device))
 
     def expand(self, tokens: torch.Tensor) -> torch.Tensor:
         """Repeat model inputs for the unconditional half."""

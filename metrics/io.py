@@ -116,10 +116,10 @@ def resolve(root: Path, name: str, listed_in: Path, subdirs: tuple[str, ...] = (
 def captioned(folder: str | Path, captions: str | Path | None = None) -> list[tuple[Path, dict]]:
     """(sample path, record) pairs from ``captions`` or the folder's samples.jsonl / captions.jsonl.
 
-    A generated folder's samples.jsonl is checked against its run.json (``nuwa.core.samples.read_index``);
+    A generated folder's samples.jsonl is checked against its run.json (``nuwa.core.sample_folders.read_index``);
     every image under an image folder must have exactly one caption row.
     """
-    from nuwa.core.samples import INDEX, read_index
+    from nuwa.core.sample_folders import INDEX, read_index
 
     root = Path(folder)
     if captions is None:
@@ -149,7 +149,7 @@ def check_one_row_per_image(root: Path, listed: list[Path], captions: Path) -> N
 def conditioning_items(fake: str | Path) -> set[Path]:
     """The dataset items a generated folder was conditioned on (``conditioned_on`` in its samples.jsonl),
     resolved; empty for a folder that `nuwa generate --data` did not write."""
-    from nuwa.core.samples import INDEX, read_index
+    from nuwa.core.sample_folders import INDEX, read_index
 
     root = Path(fake)
     if not (root / INDEX).is_file():

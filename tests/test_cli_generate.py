@@ -26,7 +26,7 @@ from PIL import Image
 from nuwa.commands.inputs import outpaint_input, read_image
 from nuwa.core import checkpoint
 from nuwa.core.errors import UserError
-from nuwa.core.samples import read_index
+from nuwa.core.sample_folders import read_index
 from nuwa.tokenizer import load as load_tokenizer
 
 RECORD_KEYS = {"file", "caption", "seed", "task", "model", "width", "height", "frames", "seconds"}

@@ -103,7 +103,7 @@ def test_a_damaged_feature_cache_entry_is_recomputed(tmp_path):
 
 # ---------------------------------------------------------------- sample folders
 def sample_folder(tmp_path: Path) -> Path:
-    from nuwa.core.samples import SampleWriter
+    from nuwa.core.sample_folders import SampleWriter
 
     out = tmp_path / "samples"
     writer = SampleWriter(out, task="t2i", model="nuwa")
@@ -117,7 +117,7 @@ def sample_folder(tmp_path: Path) -> Path:
 
 def test_a_samples_index_changed_after_writing_is_refused(tmp_path):
     from metrics.io import captioned
-    from nuwa.core.samples import read_index
+    from nuwa.core.sample_folders import read_index
 
     out = sample_folder(tmp_path)
     assert [r["caption"] for r in read_index(out)] == ["sky 0", "sky 1", "sky 2"]

@@ -103,7 +103,7 @@ def test_masks_with_different_regions_are_rejected(tmp_path):
 
 def conditioned_samples(folder: Path, images: list[np.ndarray], sources: list[Path]) -> Path:
     """A sample folder as `nuwa generate --data` writes it: sample i was conditioned on ``sources[i]``."""
-    from nuwa.core.samples import write_index
+    from nuwa.core.sample_folders import write_index
 
     save(folder / "images", images)
     records = [{"file": f"images/{i:03d}.png", "caption": "", "seed": i, "task": "outpaint", "model": "nuwa",

@@ -147,7 +147,7 @@ def concurrent_targets(lab: Lab) -> dict[str, tuple[Callable[[Path], list[str]],
         return json.loads((d / "fid.json").read_text())["value"], cache_is_whole(d / "work" / "features")
 
     def samples(folder: Path) -> object:
-        from nuwa.core.samples import read_index
+        from nuwa.core.sample_folders import read_index
 
         return len(read_index(folder)), torch.load(folder / "tokens.pt", weights_only=False)["tokens"]
 

@@ -33,7 +33,7 @@ from nuwa.core import checkpoint
 from nuwa.core.errors import UserError
 from nuwa.core.family import GenerationRequest, module_from_checkpoint
 from nuwa.core.io import atomic_path, read_text, require_file
-from nuwa.core.samples import SampleWriter, check_video_format
+from nuwa.core.sample_folders import SampleWriter, check_video_format
 from nuwa.core.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)

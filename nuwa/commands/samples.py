@@ -1,10 +1,10 @@
-"""`nuwa samples merge`: join the shard folders of a sharded `nuwa generate` (nuwa.core.samples.merge)."""
+"""`nuwa samples merge`: join the shard folders of a sharded `nuwa generate` (nuwa.core.sample_folders.merge)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from nuwa.core.samples import merge
+from nuwa.core.sample_folders import merge
 
 
 def register(sub: argparse._SubParsersAction) -> None:

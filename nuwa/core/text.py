@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nuwa.core.errors import UserError
+
 CONTEXT_LENGTH = 77
 VOCAB_SIZE = 49408
 
@@ -36,6 +38,16 @@ def tokenize(captions: list[str], context_length: int = CONTEXT_LENGTH) -> torch
     from open_clip.tokenizer import tokenize as clip_tokenize
 
     return clip_tokenize(list(captions), context_length=context_length)
+
+
+def guidance_captions(text: torch.Tensor | None, batch: int, guided: bool, length: int = CONTEXT_LENGTH) -> torch.Tensor:
+    """BPE ids [B, T] of a batch's captions (empty ones when there are none, ``length`` ids), followed under
+    classifier-free guidance by B empty captions (the unconditional half): [2B, T]."""
+    if text is not None and text.shape[0] != batch:
+        raise UserError(f"got {text.shape[0]} captions for a batch of {batch}; pass one caption per sample")
+    empty = tokenize([""], length if text is None else text.shape[1]).expand(batch, -1)
+    text = empty if text is None else text
+    return torch.cat([text, empty.to(text.device)]) if guided else text
 
 
 def drop_text(tokens: torch.Tensor, prob: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -19,7 +19,7 @@ from nuwa.core import transformer
 from nuwa.core.errors import UserError
 from nuwa.core.family import GenerationRequest
 from nuwa.core.sampling import Sampler, mask_schedule
-from nuwa.core.text import tokenize
+from nuwa.core.text import guidance_captions
 from nuwa.core.transformer import TextKV
 from nuwa.model import adc
 from nuwa.model.decoder import NuwaInfinity, PatchState
@@ -111,10 +111,7 @@ def encode_caption(model: NuwaInfinity, request: GenerationRequest, guided: bool
     """The captions (empty ones when there are none), doubled with empty captions under guidance."""
     if model.text is None:
         return None
-    text = request.text if request.text is not None else tokenize([""] * request.batch)
-    if guided:
-        text = torch.cat([text, tokenize([""] * request.batch)])
-    return model.encode_text(text.to(device))
+    return model.encode_text(guidance_captions(request.text, request.batch, guided).to(device))
 
 
 def generate(model: NuwaInfinity, request: GenerationRequest, kv_cache: bool = True,

@@ -92,7 +92,7 @@ def sweep_csv_path(out_png: str | Path) -> Path:
 
 # ------------------------------------------------------------------------------ sample sheets
 def _records(folder: Path) -> list[dict]:
-    from nuwa.core.samples import read_index
+    from nuwa.core.sample_folders import read_index
 
     return read_index(folder)
 

@@ -8,14 +8,14 @@ import numpy as np
 
 from metrics.backbone import Backbone, extract
 from metrics.clip import square_crops
-from metrics.io import read_image
 from metrics.stats import bootstrap
+from nuwa.core.io import read_rgb
 
 
 def similarities(backbone: Backbone, files: list[Path], captions: list[str], batch_size: int = 32) -> np.ndarray:
     """Per-sample CLIP similarity [N] (mean over the square crops of each image)."""
-    counts = [len(square_crops(read_image(f))) for f in files]
-    crops = (c for f in files for c in square_crops(read_image(f)))
+    counts = [len(square_crops(read_rgb(f))) for f in files]
+    crops = (c for f in files for c in square_crops(read_rgb(f)))
     image = extract(backbone, crops, sum(counts), batch_size=batch_size, desc="clip images")
     text = np.concatenate([backbone.embed_texts(captions[i:i + batch_size]).double().numpy()
                            for i in range(0, len(captions), batch_size)])

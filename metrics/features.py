@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from metrics.backbone import Backbone, Head, extract
-from metrics.io import read_image, read_video
-from nuwa.core.io import atomic_path
+from metrics.io import read_video
+from nuwa.core.io import atomic_path, read_rgb
 
 log = logging.getLogger(__name__)
 ENTRY_HASH = 16  # hex digits of the SHA-256 of an entry's bytes in its file name
@@ -62,11 +62,11 @@ def image_features(backbone: Backbone, files: list[Path], *, head: Head = "featu
     """[N, D] features, or [N, P, D] when ``pieces`` cuts each image into P pieces (``tag`` names the cut)."""
     def samples() -> Iterator[torch.Tensor]:
         for f in files:
-            image = read_image(f)
+            image = read_rgb(f)
             yield from (pieces(image) if pieces else [image])
 
     def compute() -> np.ndarray:
-        first = len(pieces(read_image(files[0]))) if pieces else 1
+        first = len(pieces(read_rgb(files[0]))) if pieces else 1
         feats = extract(backbone, samples(), len(files) * first, head=head, batch_size=batch_size, desc=desc)
         return feats.reshape(len(files), first, -1) if pieces else feats
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from nuwa.core.errors import UserError
-from nuwa.core.io import read_text
+from nuwa.core.io import read_rgb, read_text
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -32,19 +31,6 @@ def list_images(folder: str | Path) -> list[Path]:
     if not files:
         raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) found under {root}")
     return files
-
-
-def read_image(path: str | Path) -> torch.Tensor:
-    """uint8 [3, H, W] (RGB)."""
-    from nuwa.core.io import rgb_array
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = rgb_array(img, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"corrupt or unreadable image {path} ({exc}); re-create or delete it") from exc
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def list_videos(folder: str | Path) -> list[Path]:
@@ -67,7 +53,7 @@ def read_video(path: str | Path, frames: int | None = None) -> torch.Tensor:
     p = Path(path)
     if p.is_dir():
         names = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-        video = torch.stack([read_image(f) for f in names[:frames]]) if names else None
+        video = torch.stack([read_rgb(f) for f in names[:frames]]) if names else None
     else:
         import imageio.v3 as iio
         try:

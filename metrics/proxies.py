@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 from metrics.backbone import Backbone, Kind, clean_resize, weights_sha256
 from metrics.clip import OpenClipBackbone
 from metrics.config import MetricsConfig, ProxyClipConfig
-from metrics.io import captioned, read_image, read_video
+from metrics.io import captioned, read_video
 from nuwa.core import checkpoint
 from nuwa.core.errors import UserError
+from nuwa.core.io import read_rgb
 from nuwa.core.text import VOCAB_SIZE, tokenize
 from nuwa.core.trainer import IGNORE, fit
 
@@ -175,7 +176,7 @@ class Samples(Dataset):
 def load_split(data: Path, split: str, kind: Kind, backbone: Backbone, frames: int) -> list[tuple[torch.Tensor, dict]]:
     folder = data / split
     pairs = captioned(folder, folder / "captions.jsonl")
-    read = (lambda p: read_video(p, frames)) if kind == "video" else read_image
+    read = (lambda p: read_video(p, frames)) if kind == "video" else read_rgb
     return [(backbone.prepare(read(p)), row) for p, row in tqdm(pairs, desc=f"load {split}", leave=False)]
 
 

@@ -11,10 +11,11 @@ from PIL import Image
 
 from metrics.clip import square_crops
 from metrics.config import metrics_config
-from metrics.io import list_videos, read_image, read_video
+from metrics.io import list_videos, read_video
 from metrics.proxies import load_proxy, train_proxy
 from nuwa.commands.cli import main
 from nuwa.core.errors import UserError
+from nuwa.core.io import read_rgb
 
 SKY = {"red": (200, 60, 50), "blue": (60, 110, 220), "orange": (240, 160, 40)}
 GROUND = {"green": (40, 150, 60), "brown": (120, 80, 40), "white": (230, 230, 230)}
@@ -74,7 +75,7 @@ def test_image_proxy_trains_deterministically_and_serves_fid_and_is(lhqc, tmp_pa
     assert sa["kind"] == "proxy_image" and all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
     assert sa["config"]["classes"] == {"ground": ["brown", "green", "white"], "sky": ["blue", "orange", "red"]}
     bb = load_proxy(a, "image")
-    x = torch.stack([bb.prepare(read_image(p)) for p in sorted((lhqc / "test" / "images").glob("*.png"))[:4]])
+    x = torch.stack([bb.prepare(read_rgb(p)) for p in sorted((lhqc / "test" / "images").glob("*.png"))[:4]])
     assert bb.features(x).shape == (4, 16) and bb.logits(x).shape == (4, 3)
     out = tmp_path / "is.json"
     assert main(["eval", "is", "--fake", str(lhqc / "test"), "--backbone", str(a), "--json", str(out),
@@ -115,8 +116,8 @@ def test_square_crops_cover_wide_images():
 def test_io_errors_and_video_layouts(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(UserError, match="corrupt"):
-        read_image(bad)
+    with pytest.raises(UserError, match="not a readable image .*; re-create or delete it"):
+        read_rgb(bad)
     clip = tmp_path / "videos" / "000000"
     clip.mkdir(parents=True)
     for t in range(3):

@@ -33,10 +33,9 @@ from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 
 from nuwa.core.errors import UserError
-from nuwa.core.io import require_file, rgb_array
+from nuwa.core.io import read_rgb, require_file
 
 Direction = Literal["right", "left", "down", "up", "around"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -61,16 +60,8 @@ class Box:
 
 def read_image(path: str | Path) -> torch.Tensor:
     """float[3, H, W] in [-1, 1] from any image file PIL reads; one line if it cannot."""
-    from PIL import Image, UnidentifiedImageError
-
     p = require_file(path, "input image")
-    try:
-        with Image.open(p) as img:
-            img.load()
-            rgb = rgb_array(img, p)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"input image {p} is not a readable image ({exc}); pass a PNG or JPEG file") from exc
-    return rearrange(torch.from_numpy(rgb.copy()), "h w c -> c h w").float() / 127.5 - 1.0
+    return read_rgb(p, "input image", "pass a PNG or JPEG file").float() / 127.5 - 1.0
 
 
 def check_unit(image: torch.Tensor, unit: int, what: str) -> None:

@@ -292,3 +292,17 @@ def rgb_array(img, path: str | Path) -> np.ndarray:
             raise UserError(f"image {path} has transparent pixels ({int((alpha < 255).sum())} of {alpha.size}); "
                             "flatten it onto a background (e.g. save it as RGB JPEG/PNG) and pass that")
     return np.asarray(img.convert("RGB"))
+
+
+def read_rgb(path: str | Path, what: str = "image", fix: str = "re-create or delete it") -> torch.Tensor:
+    """uint8 [3, H, W] (RGB) of any image file PIL reads, converted by :func:`rgb_array`; a file PIL cannot
+    read is one line: "{what} {path} is not a readable image (...); {fix}"."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = rgb_array(img, path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{what} {path} is not a readable image ({exc}); {fix}") from exc
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)

@@ -12,8 +12,9 @@ import torch
 from test_model import tiny
 
 from nuwa.bench.memory import isolated
-from nuwa.bench.ncp_scaling import measure
+from nuwa.bench.ncp_scaling import measure, ncp_scaling
 from nuwa.commands.cli import main
+from nuwa.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "nuwa.model.layers=1", "--set", "nuwa.model.dim=16", "--set", "nuwa.model.heads=2",
@@ -47,6 +48,16 @@ def test_an_isolated_ncp_row_reports_the_peak_rss_of_its_own_process():
     assert row["peak_rss_bytes"] >= row["rss_before_bytes"] > 50 * 2**20  # a torch process, counted whole
     assert row["rss_growth_bytes"] >= 0 and row["peak_cached_patches"] == 2 and row["patches"] == 3
     assert row["pool_bytes"] == 2 * 5 * 2 * 2 * 32 * 4  # slots x (M+1) x (k, v) x layers x dim x fp32
+
+
+def test_ncp_scaling_generates_a_batch_of_canvases_per_row():
+    cfg = tiny(text=None, extent=(1, 1, 0))
+    one = ncp_scaling(cfg, (1, 3), rows=1, isolate=False)
+    four = ncp_scaling(cfg, (1, 3), rows=1, isolate=False, batch=4)
+    assert four["batch"] == 4 and [r["patches"] for r in four["ncp"]] == [1, 3]
+    assert four["ncp"][1]["pool_bytes"] == 4 * one["ncp"][1]["pool_bytes"]  # one NCP pool row per canvas
+    with pytest.raises(UserError, match="--batch 0"):
+        ncp_scaling(cfg, (1, 3), rows=1, isolate=False, batch=0)
 
 
 def torch_only_site(folder: Path) -> Path:

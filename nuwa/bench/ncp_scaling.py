@@ -2,18 +2,24 @@
 
 One randomly initialised model (text off, AR local decoder; by default the paper geometry: 16x16-token
 patches, extent (2, 2, 0), 4 layers, d=256, codebook 1024 -- big enough that attention over the
-context is a real part of a token's cost) generates canvases ``rows`` patch rows high and 1, 2, 4,
-..., 32 patches wide in omega order. The same is done with a full-context variant -- the extent
+context is a real part of a token's cost) generates ``batch`` canvases at once, ``rows`` patch rows
+high and 1, 2, 4, ..., 32 patches wide, in omega order. The same is done with a full-context variant -- the extent
 covers the whole canvas, so every earlier patch is context and nothing is ever removed -- to show
 what NCP saves.
 
 Per (variant, width), measured in a freshly spawned process so that its memory peak is its own:
-seconds per patch (after a 1-patch-wide warm-up in that process; wall clock, and the CPU seconds of
-the process, which other jobs on a shared machine disturb much less), the peak resident memory of the
+seconds per patch position (all ``batch`` canvases' patches there; after a 1-patch-wide warm-up in
+that process; wall clock, and the CPU seconds of the process, which other jobs on a shared machine
+disturb much less), the peak resident memory of the
 process (``ru_maxrss``: everything -- runtime, weights, caches, attention temporaries) and its growth
 over the process right before generating, NCP's peak number of live caches and the bytes they hold
 (weights included: ``peak_held_bytes``), the preallocated NCP pool, and the widest context one
 patch attends to. On CUDA the allocator's peak is recorded too.
+
+At batch 1 a small model's token costs mostly the weight reads of its matrix-vector products, the
+same for any context; at a sampling batch (the workflow generates 32 images at a time) the weights
+are read once for the whole batch while every image reads its own context's keys and values, so
+what NCP saves shows in seconds as well as in memory.
 """
 from __future__ import annotations
 
@@ -36,12 +42,13 @@ log = logging.getLogger(__name__)
 WIDTHS = (1, 2, 4, 8, 16, 32)
 
 
-def generate_once(model, width: int, rows: int, seed: int, device: torch.device) -> tuple[float, float, object]:
+def generate_once(model, width: int, rows: int, seed: int, device: torch.device, batch: int = 1
+                  ) -> tuple[float, float, object]:
     """(wall seconds, CPU seconds of this process, the NCP used) of one generation."""
     from nuwa.model.generate import generate
 
     m = model.cfg.patch
-    request = GenerationRequest(grid=(1, rows * m, width * m), batch=1, progress=False,
+    request = GenerationRequest(grid=(1, rows * m, width * m), batch=batch, progress=False,
                                 generator=torch.Generator(device).manual_seed(seed))
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -53,18 +60,18 @@ def generate_once(model, width: int, rows: int, seed: int, device: torch.device)
     return time.perf_counter() - start, time.process_time() - cpu, ncp
 
 
-def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> dict:
+def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str, batch: int = 1) -> dict:
     """One (variant, width) row; meant to run in its own process (nuwa.bench.memory.isolated)."""
     from nuwa.model.decoder import NuwaInfinity
 
     torch.manual_seed(seed)
     dev = torch.device(device)
     model = NuwaInfinity(ModelConfig(**model_cfg)).to(dev).eval()
-    generate_once(model, 1, rows, seed, dev)  # warm-up
+    generate_once(model, 1, rows, seed, dev, batch)  # warm-up
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     before = rss_bytes()
-    seconds, cpu_seconds, ncp = generate_once(model, width, rows, seed, dev)
+    seconds, cpu_seconds, ncp = generate_once(model, width, rows, seed, dev, batch)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     tokens = model.cfg.tokens_per_patch
     row = {"width": width, "patches": width * rows, "seconds_per_patch": seconds / (width * rows),
@@ -79,21 +86,23 @@ def measure(model_cfg: dict, width: int, rows: int, seed: int, device: str) -> d
 
 
 def ncp_scaling(model_cfg: ModelConfig, widths: tuple[int, ...] = WIDTHS, rows: int = 2, seed: int = 0,
-                device: torch.device | None = None, isolate: bool = True) -> dict:
+                device: torch.device | None = None, isolate: bool = True, batch: int = 1) -> dict:
     """The benchmark table: {"ncp": [row per width], "full": [...], "ratios": {...}}.
 
     ``isolate=False`` measures in this process (quick, for tests; the RSS columns are then this process's)."""
     if min(widths) < 1 or rows < 1:
         raise UserError(f"widths {list(widths)} and rows {rows} must be >= 1 patch")
+    if batch < 1:
+        raise UserError(f"--batch {batch} must be >= 1 canvas")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = dataclasses.replace(model_cfg, text=None, local="ar")
     variants = {"ncp": base, "full": dataclasses.replace(base, extent=(max(widths), rows, 0))}
-    result: dict = {"rows": rows, "device": str(device), "threads": torch.get_num_threads(), "isolated": isolate,
+    result: dict = {"rows": rows, "batch": batch, "device": str(device), "threads": torch.get_num_threads(), "isolated": isolate,
                     "model": dataclasses.asdict(base), "ncp": [], "full": []}
     run = isolated if isolate else (lambda fn, *a: fn(*a))
     for width in widths:  # the two variants side by side, width by width
         for name, cfg in variants.items():
-            row = run(measure, dataclasses.asdict(cfg), width, rows, seed, str(device))
+            row = run(measure, dataclasses.asdict(cfg), width, rows, seed, str(device), batch)
             log.info("%s width %d: %.4f s/patch, %d live caches, peak RSS %.0f MiB", name, width,
                      row["seconds_per_patch"], row["peak_cached_patches"], row["peak_rss_bytes"] / 2**20)
             result[name].append(row)
@@ -126,7 +135,7 @@ def table(result: dict) -> str:
 
 def _cmd(args: argparse.Namespace) -> int:
     cfg = settings(preset_config(args, args.preset)).model
-    result = ncp_scaling(cfg, tuple(args.widths), args.rows, args.seed, isolate=not args.in_process)
+    result = ncp_scaling(cfg, tuple(args.widths), args.rows, args.seed, isolate=not args.in_process, batch=args.batch)
     result["preset"] = args.preset
     return emit(result, table(result), args)
 
@@ -139,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), help="canvas widths in patches")
     p.add_argument("--rows", type=int, default=2, help="canvas height in patches")
+    p.add_argument("--batch", type=int, default=1, help="canvases generated together (seconds are per patch position of the batch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--in-process", action="store_true", help="measure in this process (no fresh process per row)")
     p.set_defaults(func=_cmd)

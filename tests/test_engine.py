@@ -81,6 +81,25 @@ def test_ncp_slots_are_reused_and_the_caches_never_reallocated():
     assert len(ncp.free) + len(ncp.pool) == ncp.live_peak()
 
 
+@pytest.mark.parametrize("local", ["ar", "pnar"])
+@torch.no_grad()
+def test_steps_whose_mask_hides_nothing_skip_it_with_the_same_tokens(local, monkeypatch):
+    from nuwa.model.decoder import NuwaInfinity, PatchState
+
+    torch.manual_seed(0)
+    model = NuwaInfinity(tiny(text=None, local=local)).eval()
+    request = dict(grid=(1, 4, 8), batch=3, progress=False, sampling=SamplingConfig(steps=3))
+    masks = []
+    mask = PatchState.mask
+    monkeypatch.setattr(PatchState, "mask", lambda self, *a: masks.append(mask(self, *a)) or masks[-1])
+    skipped = algorithm2(model, GenerationRequest(**request, generator=torch.Generator().manual_seed(0)))[0]
+    assert any(m is None for m in masks)
+    assert (local == "pnar") == any(m is not None for m in masks)  # P-NAR's clean pass over the chosen tokens is causal
+    monkeypatch.setattr(PatchState, "mask", lambda self, stream, index, length: self.masks[stream][:, :, index, :length])
+    masked = algorithm2(model, GenerationRequest(**request, generator=torch.Generator().manual_seed(0)))[0]
+    assert torch.equal(skipped, masked)
+
+
 def nuwa(**changes):
     from nuwa.model.decoder import NuwaInfinity
 

@@ -159,11 +159,11 @@ class Cached:
     """Write the new positions' keys/values into ``cache`` at ``positions`` and attend over the cache's
     first ``length`` positions (default: all; decoding passes the last visible one + 1 so that keys the
     mask would hide are not even read) under ``mask`` (additive, [.., S, length]; it hides what is not
-    written yet)."""
+    written yet; None: every key up to ``length`` is visible)."""
 
     cache: KVCache
     positions: torch.Tensor
-    mask: torch.Tensor
+    mask: torch.Tensor | None
     length: int | None = None
 
     def project(self, layer: int, block: Block, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

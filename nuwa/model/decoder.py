@@ -85,6 +85,16 @@ class PatchState:
     pool: KVCache                  # the NCP pool (nuwa.model.ncp.SlotPool.kv)
     text: TextKV | None
     static: bool = False           # every step attends over the whole cache (fixed shapes, for torch.compile)
+    gapless: bool = False          # no gap after the context and no post-fed bias: a step's mask can hide only
+    #                                own positions it may not see yet
+
+    def mask(self, stream: int, index: torch.Tensor, length: int | None) -> torch.Tensor | None:
+        """The additive mask of positions ``index`` of ``stream`` over the first ``length`` keys, or None when
+        it hides nothing there: one causal step over the keys up to its own position, or the bidirectional
+        stream (SDPA then reads no mask; the result is the same, adding zeros changes no bit)."""
+        if self.gapless and (stream == 1 or len(index) == 1):
+            return None
+        return self.masks[stream][:, :, index, :length]
 
 
 @dataclass
@@ -260,7 +270,8 @@ class NuwaInfinity(nn.Module):
             bias = torch.cat([emb[..., :c], gap, emb[..., c:]], -1)
         masks = tuple((transformer.additive(sees, k.dtype)[None] + bias)[None] for sees in visible)  # 4-d: SDPA's fused CPU kernel
         return PatchState(view, own, masks, emb[:, c:] if self.cfg.pos_feed == "pre" else None, own_tpos,
-                          torch.tensor([order], device=device), slot, pool, text, static)
+                          torch.tensor([order], device=device), slot, pool, text, static,
+                          gapless=own == c and self.cfg.pos_feed == "pre" and not static)
 
     def _offset(self, query: Patch, key: Patch) -> int:
         """ADC.emb's table index of ``key``'s offset from ``query``."""
@@ -278,7 +289,7 @@ class NuwaInfinity(nn.Module):
         if record and not self.cfg.caches:
             state.pool.write(state.slot[index], *self.context_kv(x))
         length = None if state.static else state.own + int(index[-1]) + 1  # the keys a causal step can see
-        keys = PatchKeys(state.cache, state.own + index, state.masks[stream][:, :, index, :length], length,
+        keys = PatchKeys(state.cache, state.own + index, state.mask(stream, index, length), length,
                          None if state.key_emb is None else state.key_emb[:, index],
                          state.pool if record and self.cfg.caches else None, state.slot[index])
         for layer, block in enumerate(self.blocks):

@@ -22,6 +22,7 @@ top-p, classifier-free guidance; with guidance the batch is [conditional; uncond
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import torch
 
@@ -35,8 +36,8 @@ class PatchDecoding:
     """What every local decoder gets for one patch: ``decode`` is the model's decode step
     (NuwaInfinity.decode, or its compiled version) and ``patch`` the patch's state."""
 
-    def __init__(self, model: NuwaInfinity, decode: transformer.Step, patch: PatchState, sampler: Sampler | None,
-                 guided: bool):
+    def __init__(self, model: NuwaInfinity, decode: Callable[..., torch.Tensor], patch: PatchState,
+                 sampler: Sampler | None, guided: bool):
         self.model, self.decode, self.patch = model, decode, patch
         self.sampler, self.guided = sampler, guided
         self.index = torch.arange(self.model.cfg.tokens_per_patch + 1, device=patch.slot.device)

@@ -20,12 +20,15 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
 import torch
+
+if TYPE_CHECKING:  # numpy is imported where it is used: nuwa/bench/gpu.sh runs with torch alone
+    import numpy as np
 
 from nuwa.core.errors import UserError
 
@@ -168,11 +171,17 @@ def _feed(h: Any, obj: Any) -> None:
         t = obj.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    elif isinstance(obj, np.ndarray):
+    elif _is_ndarray(obj):
         h.update(f"A{obj.dtype}{obj.shape}".encode())
-        h.update(np.ascontiguousarray(obj).tobytes())
+        h.update(sys.modules["numpy"].ascontiguousarray(obj).tobytes())
     else:
         h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def _is_ndarray(obj: Any) -> bool:
+    """Whether ``obj`` is a numpy array (there can be none before numpy is imported)."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
 def _corrupt(what: str, p: Path) -> UserError:
@@ -281,6 +290,8 @@ def rgb_array(img, path: str | Path) -> np.ndarray:
     """uint8 [H, W, 3] of a loaded PIL image of any mode: 16-bit and 32-bit integer images are scaled
     (PIL's own conversion clips them to white), palette / CMYK / grey converted, and an image with
     transparent pixels refused (what is under them is undefined)."""
+    import numpy as np
+
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         grey = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0

@@ -148,21 +148,21 @@ def test_every_image_needs_exactly_one_caption_row(tmp_path):
 
 # ---------------------------------------------------------------- image modes
 def test_image_modes_become_the_right_8_bit_rgb(tmp_path):
-    from metrics.io import read_image as metric_image
+    from nuwa.core.io import read_rgb
     from nuwa.commands.inputs import read_image
 
     grey16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1024 + 512)
     Image.fromarray(grey16).save(tmp_path / "g16.png")
     want = np.rint(grey16 * 255.0 / 65535).astype(np.uint8)
-    assert np.array_equal(metric_image(tmp_path / "g16.png")[0].numpy(), want)  # PIL alone clips to 255
+    assert np.array_equal(read_rgb(tmp_path / "g16.png")[0].numpy(), want)  # PIL alone clips to 255
     rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     Image.fromarray(rgb).convert("RGBA").save(tmp_path / "opaque.png")
     Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
-    assert np.array_equal(metric_image(tmp_path / "opaque.png").permute(1, 2, 0).numpy(), rgb)
+    assert np.array_equal(read_rgb(tmp_path / "opaque.png").permute(1, 2, 0).numpy(), rgb)
     palette = Image.open(tmp_path / "palette.png")
-    assert np.array_equal(metric_image(tmp_path / "palette.png").permute(1, 2, 0).numpy(), np.asarray(palette.convert("RGB")))
-    assert np.abs(metric_image(tmp_path / "cmyk.jpg").permute(1, 2, 0).numpy().astype(int) - rgb).mean() < 8
+    assert np.array_equal(read_rgb(tmp_path / "palette.png").permute(1, 2, 0).numpy(), np.asarray(palette.convert("RGB")))
+    assert np.abs(read_rgb(tmp_path / "cmyk.jpg").permute(1, 2, 0).numpy().astype(int) - rgb).mean() < 8
     assert torch.allclose(read_image(tmp_path / "opaque.png"), torch.from_numpy(rgb).permute(2, 0, 1) / 127.5 - 1)
     see_through = Image.fromarray(rgb).convert("RGBA")
     see_through.putpixel((0, 0), (0, 0, 0, 0))

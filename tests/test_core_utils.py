@@ -11,7 +11,7 @@ from nuwa.core import checkpoint
 from nuwa.core.config import apply_overrides, build, config_hash, deep_merge
 from nuwa.core.errors import UserError
 from nuwa.core.io import atomic_path
-from nuwa.core.sampling import SamplingConfig, filter_logits, guide, sample_logits
+from nuwa.core.sampling import Sampler, SamplingConfig, filter_logits, guide, multinomial, multinomial_rows, sample_logits
 from nuwa.core.text import TextConfig, TextEncoder, drop_text, tokenize
 
 
@@ -104,6 +104,25 @@ def test_sampling_is_seeded_and_respects_top_k():
     a, _ = sample_logits(logits, cfg, torch.Generator().manual_seed(1))
     b, _ = sample_logits(logits, cfg, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(5, 1024), (3, 7, 64), (1, 1024)])
+def test_batched_per_row_draws_equal_torch_multinomial_row_by_row(shape):
+    """multinomial_rows reimplements torch.multinomial's one-sample draw for a batch whose rows have
+    their own streams: the ids must be torch's, row by row, to the last one (top-k zeros included)."""
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3
+    for probs in (logits.softmax(-1), filter_logits(logits, top_k=5).softmax(-1)):
+        for seed in range(20):
+            streams = [torch.Generator().manual_seed(seed * 100 + b) for b in range(shape[0])]
+            alone = torch.cat([multinomial(probs[b:b + 1], torch.Generator().manual_seed(seed * 100 + b))
+                               for b in range(shape[0])])
+            assert torch.equal(multinomial_rows(probs, streams), alone)
+    ids, prob = Sampler(SamplingConfig(), generators=[torch.Generator().manual_seed(b) for b in range(shape[0])])(logits)
+    assert ids.shape == shape[:-1] and torch.equal(prob, logits.softmax(-1).gather(-1, ids[..., None])[..., 0])
+    with pytest.raises(ValueError, match="inf, nan or element < 0"):
+        multinomial_rows(torch.full(shape, float("nan")), streams)
+    with pytest.raises(ValueError, match="random streams for"):
+        Sampler(SamplingConfig(), generators=streams)(torch.randn(shape[0] + 1, *shape[1:]))
 
 
 def test_guidance():

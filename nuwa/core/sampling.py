@@ -68,6 +68,22 @@ def multinomial(probs: torch.Tensor, generator: torch.Generator | None) -> torch
     return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
 
 
+def multinomial_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One id per distribution ``probs[B, ..., V]``, row b's from ``generators[b]``: the ids
+    ``multinomial(probs[b:b+1], generators[b])`` gives, row by row, in one batched pass.
+
+    torch.multinomial draws one sample as argmax(p / q) with q ~ Exp(1) of p's shape (the Gumbel-max
+    trick); here only q is drawn row by row (each row's numbers from its own stream, in the order
+    torch draws them for that row alone), and the check, the division and the argmax run once."""
+    lo, hi = torch.aminmax(probs)
+    if not bool((lo >= 0) & (hi < math.inf)):
+        raise ValueError("probability tensor contains either inf, nan or element < 0")
+    q = torch.empty(probs.shape, dtype=probs.dtype, device=probs.device)
+    for row, generator in zip(q, generators):
+        row.exponential_(generator=generator)
+    return (probs / q).argmax(-1)
+
+
 class Sampler:
     """Logits -> tokens for one generation: ``cfg`` and the random streams (``generators``: one per
     sample, rows of every draw; else ``generator`` shared by all rows)."""
@@ -81,17 +97,24 @@ class Sampler:
         """The sampler of a nuwa.core.family.GenerationRequest (its per-sample streams when it has them)."""
         return cls(request.sampling, request.generator, request.generators)
 
+    def _check_rows(self, x: torch.Tensor) -> None:
+        if len(self.generators) != x.shape[0]:
+            raise ValueError(f"{len(self.generators)} random streams for {x.shape[0]} samples")
+
     def _rows(self, draw, x: torch.Tensor) -> torch.Tensor:
         if self.generators is None:
             return draw(x, self.generator)
-        if len(self.generators) != x.shape[0]:
-            raise ValueError(f"{len(self.generators)} random streams for {x.shape[0]} samples")
+        self._check_rows(x)
         return torch.cat([draw(x[i:i + 1], g) for i, g in enumerate(self.generators)])
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids [B, ...], probability of each) sampled from ``logits`` [B, ..., V]."""
         probs = filter_logits(logits.float() / self.cfg.temperature, self.cfg.top_k, self.cfg.top_p).softmax(-1)
-        ids = self._rows(multinomial, probs)
+        if self.generators is None:
+            ids = multinomial(probs, self.generator)
+        else:
+            self._check_rows(probs)
+            ids = multinomial_rows(probs, self.generators)
         return ids, probs.gather(-1, ids[..., None])[..., 0]
 
     def gumbel(self, like: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,15 @@ from nuwa.core import checkpoint
 from nuwa.core.config import apply_overrides, build, config_hash, deep_merge
 from nuwa.core.errors import UserError
 from nuwa.core.io import atomic_path
-from nuwa.core.sampling import Sampler, SamplingConfig, filter_logits, guide, multinomial, multinomial_rows, sample_logits
+from nuwa.core.sampling import (
+    Sampler,
+    SamplingConfig,
+    filter_logits,
+    guide,
+    multinomial,
+    multinomial_rows,
+    sample_logits,
+)
 from nuwa.core.text import TextConfig, TextEncoder, drop_text, tokenize
 
 

@@ -21,6 +21,8 @@ CONFIG = ROOT / "config" / "config.yaml"
 # every setting that makes the embedded default tiny; checkpoints every few steps, history rows often
 SETTINGS = [
     "data.lhqc.n_train=32", "data.lhqc.n_test=8", "data.lhqc.wide_factor=1",
+    # sample sets small enough that 8 test items still leave real ones to score them against (a valid plan)
+    "experiments.n.t2i=4", "experiments.n.t2i_wide=4", "experiments.n.outpaint=4",
     "tokenizer.vqgan.model.ddconfig.ch=16", "tokenizer.vqgan.model.n_embed=64",
     "tokenizer.vqgan.train.steps=24", "tokenizer.vqgan.train.batch_size=4", "tokenizer.vqgan.train.warmup_steps=4",
     "tokenizer.vqgan.train.checkpoint_every=2", "tokenizer.vqgan.loss.disc_start=8", "tokenizer.vqgan.loss.restart_every=4",

@@ -40,10 +40,21 @@ def test_two_sets_of_one_distribution_are_inconclusive():
     assert verdicts(CASES["fid-x1"], TRIALS, factor=1.0)["inconclusive"] >= 37 / TRIALS
 
 
+# the negative control: scoring conditional samples against the real items they were made from, which
+# `nuwa eval` no longer does; its intervals are documented to miss (docs/metrics.md: 56.5 % coverage)
+MISCALIBRATED = ("paired-fvd-same-items",)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [n for n in CASES if n not in MISCALIBRATED])
 def test_coverage_200_trials(name):
     assert coverage(CASES[name], 200)["coverage"] >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MISCALIBRATED)
+def test_the_negative_control_undercovers_200_trials(name):
+    assert coverage(CASES[name], 200)["coverage"] < 0.75
 
 
 @pytest.mark.slow

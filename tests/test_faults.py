@@ -148,8 +148,8 @@ def test_every_image_needs_exactly_one_caption_row(tmp_path):
 
 # ---------------------------------------------------------------- image modes
 def test_image_modes_become_the_right_8_bit_rgb(tmp_path):
-    from nuwa.core.io import read_rgb
     from nuwa.commands.inputs import read_image
+    from nuwa.core.io import read_rgb
 
     grey16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1024 + 512)
     Image.fromarray(grey16).save(tmp_path / "g16.png")

@@ -129,6 +129,8 @@ def test_batched_per_row_draws_equal_torch_multinomial_row_by_row(shape):
     assert ids.shape == shape[:-1] and torch.equal(prob, logits.softmax(-1).gather(-1, ids[..., None])[..., 0])
     with pytest.raises(ValueError, match="inf, nan or element < 0"):
         multinomial_rows(torch.full(shape, float("nan")), streams)
+    with pytest.raises(ValueError, match="sum of probabilities <= 0"):
+        multinomial_rows(torch.zeros(shape), streams)
     with pytest.raises(ValueError, match="random streams for"):
         Sampler(SamplingConfig(), generators=streams)(torch.randn(shape[0] + 1, *shape[1:]))
 

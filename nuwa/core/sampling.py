@@ -78,6 +78,8 @@ def multinomial_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> 
     lo, hi = torch.aminmax(probs)
     if not bool((lo >= 0) & (hi < math.inf)):
         raise ValueError("probability tensor contains either inf, nan or element < 0")
+    if not bool((probs.sum(-1) > 0).all()):
+        raise ValueError("invalid multinomial distribution (sum of probabilities <= 0)")
     q = torch.empty(probs.shape, dtype=probs.dtype, device=probs.device)
     for row, generator in zip(q, generators):
         row.exponential_(generator=generator)
@@ -97,24 +99,22 @@ class Sampler:
         """The sampler of a nuwa.core.family.GenerationRequest (its per-sample streams when it has them)."""
         return cls(request.sampling, request.generator, request.generators)
 
-    def _check_rows(self, x: torch.Tensor) -> None:
+    def _streams(self, x: torch.Tensor) -> list[torch.Generator]:
+        """The per-sample streams, one per row of ``x``."""
         if len(self.generators) != x.shape[0]:
             raise ValueError(f"{len(self.generators)} random streams for {x.shape[0]} samples")
+        return self.generators
 
     def _rows(self, draw, x: torch.Tensor) -> torch.Tensor:
         if self.generators is None:
             return draw(x, self.generator)
-        self._check_rows(x)
-        return torch.cat([draw(x[i:i + 1], g) for i, g in enumerate(self.generators)])
+        return torch.cat([draw(x[i:i + 1], g) for i, g in enumerate(self._streams(x))])
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids [B, ...], probability of each) sampled from ``logits`` [B, ..., V]."""
         probs = filter_logits(logits.float() / self.cfg.temperature, self.cfg.top_k, self.cfg.top_p).softmax(-1)
-        if self.generators is None:
-            ids = multinomial(probs, self.generator)
-        else:
-            self._check_rows(probs)
-            ids = multinomial_rows(probs, self.generators)
+        ids = (multinomial(probs, self.generator) if self.generators is None
+               else multinomial_rows(probs, self._streams(probs)))
         return ids, probs.gather(-1, ids[..., None])[..., 0]
 
     def gumbel(self, like: torch.Tensor) -> torch.Tensor:
